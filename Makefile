@@ -1,0 +1,48 @@
+# kcm-hook. Every target installs what it needs: run as root on Debian.
+#   make demo    pin two real runc containers to their pools and show it
+#   make test    unit and integration tests (runc, dockerd, Podman)
+#   make bench   benchmarks, printed as one table, raw JSON under bench/results/
+#   make         (image) the Docker image `kcm`
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := runc busybox-static docker.io podman debootstrap
+BASE_IMAGE ?= debian:bookworm-slim
+
+.PHONY: all image demo test unit integration bench debian-packages clean
+
+all: image
+
+debian-packages:
+	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
+
+$(VENV)/.installed: setup.py requirements-dev.txt
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || scripts/ensure-debian-packages python3-venv
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e . -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: debian-packages $(VENV)/.installed
+	$(PY) scripts/demo.py
+
+test: debian-packages $(VENV)/.installed
+	$(PY) -m pytest tests integration
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests
+
+integration: debian-packages $(VENV)/.installed
+	$(PY) -m pytest integration
+
+bench: debian-packages $(VENV)/.installed
+	$(PY) bench/run.py
+
+image: debian-packages $(VENV)/.installed
+	$(PY) scripts/build-image.py --base $(BASE_IMAGE) --tag kcm
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .demo bench/results

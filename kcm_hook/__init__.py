@@ -1,0 +1,3 @@
+"""kcm-hook: CPU pools for the containers of one Linux host."""
+
+__version__ = "0.1.0"
