@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -41,6 +42,8 @@ def make_bundle(path, args, annotations=None, hooks=None, env=None, rootfs=None)
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     config["root"] = {"path": os.path.abspath(rootfs), "readonly": True}
+    # A cgroup of its own, so that tests running side by side never share one.
+    config["linux"]["cgroupsPath"] = f"/kcm-test/{uuid.uuid4().hex[:12]}"
     config["process"]["terminal"] = False
     config["process"]["args"] = list(args)
     if env:
