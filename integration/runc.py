@@ -43,7 +43,7 @@ def make_bundle(path, args, annotations=None, hooks=None, env=None, rootfs=None)
         config = json.load(f)
     config["root"] = {"path": os.path.abspath(rootfs), "readonly": True}
     # A cgroup of its own, so that tests running side by side never share one.
-    config["linux"]["cgroupsPath"] = f"/kcm-test/{uuid.uuid4().hex[:12]}"
+    config["linux"]["cgroupsPath"] = f"/kcm-test-{uuid.uuid4().hex[:12]}"
     config["process"]["terminal"] = False
     config["process"]["args"] = list(args)
     if env:
