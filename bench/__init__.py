@@ -1,0 +1,1 @@
+"""kcm-hook's benchmarks: `make bench` runs bench/run.py."""
