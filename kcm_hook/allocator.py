@@ -4,13 +4,11 @@ Shared by the prestart hook, `isolate` and `reconcile`. Every function here
 that changes the configuration expects the caller to hold `conf.locked()`.
 """
 
-import logging
-
-from . import procfs
+from . import logs, procfs
 from .errors import PoolError, PoolExhausted
 from .pools import Holder
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 def allocate(conf, pool_name, pid, container=None, confine=None):

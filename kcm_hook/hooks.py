@@ -8,12 +8,10 @@ non-zero exit, which the runtime shows to the user and which stops the
 container from starting.
 """
 
-import logging
-
-from . import allocator, cgroups, oci
+from . import allocator, cgroups, logs, oci
 from .pools import DEFAULT_POOL, Configuration
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 def prestart(conf_dir, stdin, docker_host=None):

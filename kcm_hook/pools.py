@@ -19,12 +19,9 @@ import errno
 import fcntl
 import json
 import os
-import signal
 import stat
-import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from . import cpulist
 from .errors import ConfigError, CpuListError, LockTimeout, PoolError
@@ -55,19 +52,43 @@ def lock_timeout():
     return value
 
 
-@dataclass
-class CpuSet:
+class _Record:
+    """Equality and repr over `_fields`, as a dataclass has them.
+
+    Plain classes rather than dataclasses: `import dataclasses` costs ~6 ms,
+    paid by the hooks at every container start.
+    """
+
+    _fields = ()
+    __hash__ = None
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    def __repr__(self):
+        values = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({values})"
+
+
+class CpuSet(_Record):
     """One cpuset of a pool, named by its canonical cpulist."""
 
-    cpus: str
-    tasks: list = field(default_factory=list)
+    _fields = ("cpus", "tasks")
+
+    def __init__(self, cpus, tasks=None):
+        self.cpus = cpus
+        self.tasks = [] if tasks is None else tasks
 
 
-@dataclass
-class Pool:
-    name: str
-    exclusive: bool
-    cpusets: dict = field(default_factory=dict)  # cpulist -> CpuSet, sorted by CPU
+class Pool(_Record):
+    _fields = ("name", "exclusive", "cpusets")
+
+    def __init__(self, name, exclusive, cpusets=None):
+        self.name = name
+        self.exclusive = exclusive
+        self.cpusets = {} if cpusets is None else cpusets  # cpulist -> CpuSet, by CPU
 
     def free_cpuset(self):
         """The first cpuset with no holder, or None."""
@@ -77,15 +98,17 @@ class Pool:
         return min(self.cpusets.values(), key=lambda c: len(c.tasks), default=None)
 
 
-@dataclass
-class Holder:
+class Holder(_Record):
     """A process holding a cpuset: a container's init or an isolated command."""
 
-    pid: int
-    start: object  # int clock ticks, or None when unknown
-    pool: str
-    cpus: str
-    container: object = None  # container id, or None for isolate
+    _fields = ("pid", "start", "pool", "cpus", "container")
+
+    def __init__(self, pid, start, pool, cpus, container=None):
+        self.pid = pid
+        self.start = start  # int clock ticks, or None when unknown
+        self.pool = pool
+        self.cpus = cpus
+        self.container = container  # container id, or None for isolate
 
     def to_json(self):
         return {"pid": self.pid, "start": self.start, "pool": self.pool,
@@ -217,6 +240,10 @@ def _flock(fd, path, timeout):
         return
     except BlockingIOError:
         pass
+    # Imported here, on contention only: the uncontended hook path never needs them.
+    import signal
+    import threading
+
     message = (f"timed out after {timeout:g} s waiting for {path}: another kcm-hook "
                "holds it; retry, or raise KCM_LOCK_TIMEOUT")
     if threading.current_thread() is not threading.main_thread():
