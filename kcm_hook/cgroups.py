@@ -138,8 +138,10 @@ def _write(path, text):
     # cgroup files are kernel interfaces, written in place: there is no
     # partial state to protect with a rename.
     try:
-        with open(path, "w", encoding="ascii") as f:
-            f.write(text)
+        # Bytes: the text is a canonical cpulist, and the ascii codec would
+        # be one more import for the hooks.
+        with open(path, "wb") as f:
+            f.write(text.encode())
     except OSError as err:
         raise CgroupError(f"cannot write {text!r} to {path}: {err.strerror} "
                           f"(errno {err.errno})") from err

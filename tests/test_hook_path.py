@@ -10,7 +10,8 @@ import pytest
 
 from kcm_hook import cli, logs
 from kcm_hook.cli import build_parser, hook_call, main
-from kcm_hook.errors import UsageError
+from kcm_hook.errors import LockTimeout, UsageError
+from kcm_hook.pools import Configuration
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,3 +111,24 @@ def test_poststop_imports_neither_argparse_logging_nor_dataclasses(conf_dir):
                          capture_output=True, env=env, check=True).stdout
 
     assert out == "0 []\n"
+
+
+def test_lock_is_released_when_the_block_raises(conf_dir):
+    conf = Configuration(conf_dir)
+    with pytest.raises(RuntimeError):
+        with conf.locked() as held:
+            assert held is conf
+            raise RuntimeError("inside")
+
+    with conf.locked(timeout=2):
+        pass
+
+
+def test_contended_lock_times_out_and_leaves_no_descriptor(conf_dir):
+    conf = Configuration(conf_dir)
+    before = len(os.listdir("/proc/self/fd"))
+    with conf.locked():
+        with pytest.raises(LockTimeout):
+            with conf.locked(timeout=0.05):
+                pass
+    assert len(os.listdir("/proc/self/fd")) == before
