@@ -18,6 +18,11 @@ TITLE = "hook cost per runc run (busybox sh -c 'exit 0')"
 VARIANTS = ["none", "noop", "kcm"]
 TARGET = 1.15
 PROFILE_HOOK = os.path.join(common.REPO, "bench", "profile_hook.py")
+PROFILE_RUNS = 5
+WORK_PHASES = {"read state": "state", "find cgroup": "find cgroup", "lock wait": "lock wait",
+               "allocate (under lock)": "allocate", "release (under lock)": "release",
+               "cgroup write": "cgroup write", "atomic file writes": "file writes"}
+STAGES = ("prestart", "poststop")
 
 
 def run(work, runs):
@@ -86,21 +91,34 @@ def _interpreter_startup(python, runs):
 
 
 def _profile(runc, work, rootfs, python, conf_dir):
-    """One run with profiled hooks; return {stage: the profile's summary}."""
+    """PROFILE_RUNS runs with profiled hooks: {stage: {phase: [ms per run]}}."""
     out_dir = os.path.join(work, "profile")
     os.makedirs(out_dir, exist_ok=True)
     hooks = {stage: [{"path": python, "env": common.hook_env(),
                       "args": ["python3", "-X", "importtime", PROFILE_HOOK, out_dir,
                                stage, f"--conf-dir={conf_dir}"]}]
-             for stage in ("prestart", "poststop")}
+             for stage in STAGES}
     bundle = make_bundle(os.path.join(work, "bundle-profile"), ["sh", "-c", "exit 0"],
                          rootfs=rootfs, hooks=hooks)
-    _run_once(runc, bundle, "profile")
-    summary = {}
-    for stage in ("prestart", "poststop"):
-        with open(os.path.join(out_dir, f"{stage}.json")) as f:
-            summary[stage] = json.load(f)
-    return summary
+    phases = {stage: {} for stage in STAGES}
+    for index in range(PROFILE_RUNS):
+        _run_once(runc, bundle, f"profile-{index}")
+        for stage in STAGES:
+            with open(os.path.join(out_dir, f"{stage}.json")) as f:
+                doc = json.load(f)
+            for name, value in _phases(doc):
+                phases[stage].setdefault(name, []).append(value)
+    return phases
+
+
+def _phases(doc):
+    """The profile's phases, its import time and its slowest imports, in ms."""
+    imports = doc["imports"]
+    yield "imports (all)", sum(imports.values())
+    yield "of which kcm_hook", sum(v for k, v in imports.items() if k.startswith("kcm_hook"))
+    yield from doc["phases"]
+    for name, value in sorted(imports.items(), key=lambda item: -item[1])[:4]:
+        yield f"import {name}", value
 
 
 def _report(result, samples, startup, profile):
@@ -114,10 +132,22 @@ def _report(result, samples, startup, profile):
     result.row("kcm hook cost over a no-op hook, each", common.ms(per_hook))
     result.row("python3 -c pass | no-op hook, outside runc",
                f"{common.ms(startup['pass'])} | {common.ms(startup['noop'])}")
-    for stage, prof in profile.items():
-        parts = ", ".join(f"{name} {value:.1f}" for name, value in prof["phases"])
-        result.row(f"profile of one {stage} (ms)", parts)
-        result.row(f"  {stage} imports (ms, cumulative)",
-                   ", ".join(f"{name} {value:.1f}" for name, value in prof["imports"][:5]))
+    for stage, phases in profile.items():
+        med = {name: common.median(values) for name, values in phases.items()}
+
+        def show(names):
+            return " | ".join(f"{med[n]:.1f}" for n in names if n in med)
+
+        result.row(f"{stage}: imports (kcm_hook) | main()",
+                   f"{show(['imports (all)', 'of which kcm_hook', 'cli.main (wall)'])} ms"
+                   .replace(" | ", " (", 1).replace(" | ", ") | ", 1))
+        work = [n for n in WORK_PHASES if n in med]
+        result.row(f"{stage}: " + " | ".join(WORK_PHASES[n] for n in work),
+                   f"{show(work)} ms")
+        slowest = sorted((n for n in med if n.startswith("import ")), key=lambda n: -med[n])
+        result.row(f"{stage}: slowest imports",
+                   ", ".join(f"{n[7:]} {med[n]:.1f}" for n in slowest[:3]) + " ms")
+    result.notes.append(f"profile: median of {PROFILE_RUNS} runs with timed hooks; json "
+                        "is imported before timing starts, as the no-op hook imports it")
     result.raw = {"seconds": samples, "median": med, "startup": startup,
                   "profile": profile}
