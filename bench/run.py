@@ -98,7 +98,7 @@ def print_table(machine, runs, results):
           f"hooks run by {machine['hook_python']}")
     print(f"{machine['date']}; load at start {machine['load_at_start']}; medians over "
           f"{runs} alternating runs unless stated\n")
-    widths = (44, 40, 12)
+    widths = (44, 40, 18)
     header = ("figure", "value", "target")
     print(f"{'#':<3}{header[0]:<{widths[0]}}{header[1]:<{widths[1]}}"
           f"{header[2]:<{widths[2]}}verdict")

@@ -1,0 +1,131 @@
+"""Benchmark 5: does a dataplane container keep its core under noise?
+
+The probe is a busybox shell counting to PROBE_COUNT in a dataplane
+container; it starts when the host writes to a FIFO and signals the end
+through another, so the time excludes the container's start. It runs alone,
+beside an infra container (placed by kcm) running two busy loops, and beside
+the same busy container started without kcm's hooks (unpinned). Throughput
+is the alone time over the time under noise.
+"""
+
+import errno
+import json
+import os
+import select
+import time
+
+from bench import common
+from integration.runc import Runc, hook_command, make_bundle, make_rootfs, wait_for
+
+TITLE = "isolation: dataplane probe throughput under noise (fraction of alone)"
+CONDITIONS = ["alone", "pinned noise", "unpinned noise"]
+TARGET = 0.90
+PROBE_COUNT = 300000
+PROBE = ("read go < /x/go; i=0; while [ $i -lt %d ]; do i=$((i+1)); done; "
+         "echo done > /x/done" % PROBE_COUNT)
+BUSY = "while :; do :; done & while :; do :; done"
+DEADLINE = 60.0
+
+
+def run(work, runs):
+    result = common.Result(5, TITLE)
+    conf_dir = common.host_conf(work)
+    launcher = common.write_launcher(os.path.join(work, "kcm-hook"), common.hook_python())
+    hooks = {stage: [{**hook_command(stage, conf_dir, launcher), "env": common.hook_env()}]
+             for stage in ("prestart", "poststop")}
+    rootfs = make_rootfs(os.path.join(work, "rootfs"))
+    fifo_dir = os.path.join(work, "fifos")
+    os.makedirs(fifo_dir)
+    probe = make_bundle(os.path.join(work, "probe"), ["sh", "-c", PROBE], rootfs=rootfs,
+                        annotations={"kcm.pool": "dataplane"}, hooks=hooks)
+    _bind(probe, fifo_dir, "/x")
+    busy = {"pinned noise": make_bundle(os.path.join(work, "busy-kcm"), ["sh", "-c", BUSY],
+                                        rootfs=rootfs, hooks=hooks),
+            "unpinned noise": make_bundle(os.path.join(work, "busy-plain"),
+                                          ["sh", "-c", BUSY], rootfs=rootfs)}
+    runc = Runc(os.path.join(work, "runc-root"))
+    samples = {name: [] for name in CONDITIONS}
+    try:
+        _probe(runc, probe, fifo_dir, work, "warm")
+        for index, condition in common.rounds(CONDITIONS, runs):
+            noise = busy.get(condition)
+            if noise:
+                _start(runc, "busy", noise, work)
+            try:
+                samples[condition].append(_probe(runc, probe, fifo_dir, work, index))
+            finally:
+                if noise:
+                    runc.delete("busy")
+    finally:
+        runc.cleanup()
+    _report(result, samples)
+    return result
+
+
+def _bind(bundle, source, target):
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["mounts"].append({"destination": target, "type": "bind", "source": source,
+                             "options": ["rbind", "rw"]})
+    with open(path, "w") as f:
+        json.dump(config, f, indent=1)
+
+
+def _start(runc, container_id, bundle, work):
+    log = os.path.join(work, f"{container_id}.log")
+    if runc.run_detached(container_id, bundle, log) != 0:
+        with open(log) as f:
+            raise RuntimeError(f"runc run {container_id} failed: {f.read().strip()}")
+
+
+def _probe(runc, bundle, fifo_dir, work, tag):
+    """Seconds the probe takes once told to go; the container starts before."""
+    go, done = (os.path.join(fifo_dir, name) for name in ("go", "done"))
+    for fifo in (go, done):
+        if os.path.exists(fifo):
+            os.unlink(fifo)
+        os.mkfifo(fifo)
+    _start(runc, "probe", bundle, work)
+    try:
+        [writer] = wait_for(lambda: _open_writer(go), DEADLINE, "the probe to open /x/go")
+        reader = os.open(done, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            start = time.perf_counter()
+            os.write(writer, b"go\n")
+            os.close(writer)
+            # A FIFO reader polls readable once a writer has written or closed.
+            poller = select.poll()
+            poller.register(reader, select.POLLIN)
+            if not poller.poll(DEADLINE * 1000):
+                raise RuntimeError(f"the probe did not finish in {DEADLINE:g} s")
+            seconds = time.perf_counter() - start
+        finally:
+            os.close(reader)
+        return seconds
+    finally:
+        runc.delete("probe")
+
+
+def _open_writer(path):
+    """[fd] of a write end once the probe has opened the FIFO to read, else None."""
+    try:
+        return [os.open(path, os.O_WRONLY | os.O_NONBLOCK)]
+    except OSError as err:
+        if err.errno == errno.ENXIO:
+            return None
+        raise
+
+
+def _report(result, samples):
+    alone = common.median(samples["alone"])
+    result.row("probe alone", common.ms(alone))
+    for condition in CONDITIONS[1:]:
+        fraction = alone / common.median(samples[condition])
+        pinned = condition == "pinned noise"
+        result.row(f"{condition}: throughput / alone", f"{fraction:.2f}",
+                   f">= {TARGET}" if pinned else "(for comparison)",
+                   fraction >= TARGET if pinned else None)
+    result.notes.append("kcm moves containers, not host processes: anything else "
+                        "running on the dataplane CPU still competes with the probe")
+    result.raw = {"seconds": samples, "probe_count": PROBE_COUNT}
