@@ -2,6 +2,7 @@
 #   make demo    pin two real runc containers to their pools and show it
 #   make test    unit and integration tests (runc, dockerd, Podman)
 #   make bench   benchmarks, printed as one table, raw JSON under bench/results/
+#                (BENCH_ARGS="--only 1,3 --runs 31" to choose)
 #   make         (image) the Docker image `kcm`
 
 PYTHON ?= python3
@@ -39,7 +40,7 @@ integration: debian-packages $(VENV)/.installed
 	$(PY) -m pytest integration
 
 bench: debian-packages $(VENV)/.installed
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 image: debian-packages $(VENV)/.installed
 	$(PY) scripts/build-image.py --base $(BASE_IMAGE) --tag kcm

@@ -32,8 +32,9 @@ BENCHMARKS = {  # number: (module name, title); imported when run
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=25,
-                        help="alternating runs per figure (default 25; 20 or more)")
+    parser.add_argument("--runs", type=int, default=21,
+                        help="alternating runs per figure (default 21: 20+, and odd so "
+                             "the median is one run)")
     parser.add_argument("--only", default="",
                         help="comma-separated benchmark numbers (default: all)")
     args = parser.parse_args(argv)
