@@ -272,7 +272,27 @@ def setup_logging():
 
 
 def entry_point():
-    sys.exit(main())
+    code = main()
+    if hook_call(sys.argv[1:]) is not None:
+        exit_now(code)
+    sys.exit(code)
+
+
+def exit_now(code):
+    """Exit at once, skipping the interpreter's teardown: ~2 ms of every hook.
+
+    Only output can be pending by then (files are written in with blocks or
+    by write_atomic), so flush the log handlers and the standard streams.
+    """
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -132,3 +132,29 @@ def test_contended_lock_times_out_and_leaves_no_descriptor(conf_dir):
             with conf.locked(timeout=0.05):
                 pass
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_hook_exiting_early_still_flushes_its_logs(conf_dir, tmp_path):
+    log_file = tmp_path / "kcm.log"
+    env = {**os.environ, "PYTHONPATH": REPO, "KCM_LOG_LEVEL": "debug",
+           "KCM_LOG_FILE": str(log_file)}
+
+    done = subprocess.run([sys.executable, "-m", "kcm_hook", "poststop",
+                           f"--conf-dir={conf_dir}"], env=env, capture_output=True,
+                          text=True, input=json.dumps({"id": "c9", "bundle": "/x"}))
+
+    assert (done.returncode, done.stdout) == (0, "")
+    assert "DEBUG kcm_hook.hooks: container c9 held no cpuset" in done.stderr
+    assert "container c9 held no cpuset" in log_file.read_text()
+
+
+def test_a_failing_hook_exits_early_with_its_one_line(conf_dir):
+    env = {**os.environ, "PYTHONPATH": REPO}
+
+    done = subprocess.run([sys.executable, "-m", "kcm_hook", "poststop",
+                           f"--conf-dir={conf_dir}"], env=env, capture_output=True,
+                          text=True, input="not json")
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("kcm-hook: error: OCI state is not JSON")
+    assert done.stderr.count("\n") == 1
