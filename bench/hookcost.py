@@ -1,21 +1,25 @@
 """Benchmark 1: what kcm's hooks add to a `runc run`.
 
-Three bundles of the same busybox container (`sh -c 'exit 0'`): no hooks,
-two no-op Python hooks (prestart and poststop read the state and exit), and
-kcm-hook's prestart and poststop (the container names no pool: infra). All
-hooks run with the same interpreter and environment. Then one run whose
-hooks are profiled, to say where a kcm hook spends its time.
+Bundles of the same busybox container (`sh -c 'exit 0'`): no hooks; two
+no-op Python hooks (prestart and poststop read the state and exit); kcm-hook's
+prestart and poststop from the source tree, run like the no-op hooks (same
+interpreter, flags and environment); and, where `kcm-hook install` exists,
+the hooks exactly as it installs them (its hooks.d entries). The container
+names no pool: infra. Then runs whose hooks are profiled, to say where a
+kcm hook spends its time.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 
 from bench import common
 from integration.runc import Runc, hook_command, make_bundle, make_rootfs
 
 TITLE = "hook cost per runc run (busybox sh -c 'exit 0')"
-VARIANTS = ["none", "noop", "kcm"]
+VARIANTS = ["none", "noop", "kcm"]  # and "installed" when install exists
 TARGET = 1.15
 PROFILE_HOOK = os.path.join(common.REPO, "bench", "profile_hook.py")
 PROFILE_RUNS = 5
@@ -31,10 +35,16 @@ def run(work, runs):
     python = common.hook_python()
     launcher = common.write_launcher(os.path.join(work, "kcm-hook"), python)
     rootfs = make_rootfs(os.path.join(work, "rootfs"))
+    hooks = {name: _hooks(name, python, launcher, conf_dir) for name in VARIANTS}
+    installed = _installed_hooks(work, conf_dir)
+    if installed:
+        hooks["installed"] = installed
+    else:
+        result.notes.append("kcm as installed: not measured, kcm-hook install is not on "
+                            "main yet (branch install)")
     bundles = {name: make_bundle(os.path.join(work, f"bundle-{name}"),
-                                 ["sh", "-c", "exit 0"], rootfs=rootfs,
-                                 hooks=_hooks(name, python, launcher, conf_dir))
-               for name in VARIANTS}
+                                 ["sh", "-c", "exit 0"], rootfs=rootfs, hooks=entries)
+               for name, entries in hooks.items()}
     runc = Runc(os.path.join(work, "runc-root"))
     try:
         samples = _measure(runc, bundles, runs)
@@ -56,6 +66,23 @@ def _hooks(name, python, launcher, conf_dir):
         return {"prestart": [entry], "poststop": [dict(entry)]}
     return {stage: [{**hook_command(stage, conf_dir, launcher), "env": env}]
             for stage in ("prestart", "poststop")}
+
+
+def _installed_hooks(work, conf_dir):
+    """The hooks as `kcm-hook install` writes them for runtimes, or None without it."""
+    if importlib.util.find_spec("kcm_hook.install") is None:
+        return None
+    install_dir = os.path.join(work, "install")
+    done = subprocess.run([sys.executable, "-m", "kcm_hook", "install",
+                           f"--install-dir={install_dir}", f"--conf-dir={conf_dir}"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"kcm-hook install failed: {done.stderr.strip()}")
+    hooks = {}
+    for stage in STAGES:
+        with open(os.path.join(install_dir, "hooks.d", f"kcm-hook-{stage}.json")) as f:
+            hooks[stage] = [json.load(f)["hook"]]
+    return hooks
 
 
 def _measure(runc, bundles, runs):
@@ -123,13 +150,17 @@ def _phases(doc):
 
 def _report(result, samples, startup, profile):
     med = {name: common.median(values) for name, values in samples.items()}
-    ratio = med["kcm"] / med["noop"]
-    result.row("kcm / no-op Python hooks", f"{ratio:.3f}", f"<= {TARGET}", ratio <= TARGET)
-    result.row("kcm / no hooks", f"{med['kcm'] / med['none']:.3f}")
-    result.row("median runc run: none | no-op | kcm",
-               " | ".join(common.ms(med[name]) for name in VARIANTS))
+    for name, label in (("installed", "kcm as installed"), ("kcm", "kcm from source")):
+        if name in med:
+            ratio = med[name] / med["noop"]
+            result.row(f"{label} / no-op Python hooks", f"{ratio:.3f}", f"<= {TARGET}",
+                       ratio <= TARGET)
+    result.row("kcm from source / no hooks", f"{med['kcm'] / med['none']:.3f}")
+    names = [name for name in VARIANTS + ["installed"] if name in med]
+    result.row(f"median runc run: {' | '.join(names)}",
+               " | ".join(common.ms(med[name]) for name in names))
     per_hook = (med["kcm"] - med["noop"]) / 2
-    result.row("kcm hook cost over a no-op hook, each", common.ms(per_hook))
+    result.row("kcm hook (source) over a no-op hook, each", common.ms(per_hook))
     result.row("python3 -c pass | no-op hook, outside runc",
                f"{common.ms(startup['pass'])} | {common.ms(startup['noop'])}")
     for stage, phases in profile.items():

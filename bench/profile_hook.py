@@ -63,7 +63,7 @@ def main():
     begin = time.perf_counter()
     code = cli.main(sys.argv[2:], prog="kcm-hook")
     total = time.perf_counter() - begin
-    phases = [("import kcm_hook (wall)", IMPORTS * 1000), ("cli.main (wall)", total * 1000)]
+    phases = [("kcm_hook import, wall", IMPORTS * 1000), ("cli.main (wall)", total * 1000)]
     phases += [(label, spent[label] * 1000) for label, _, _ in TIMED if label in spent]
     sys.stderr.flush()
     doc = {"phases": phases, "exit": code,
