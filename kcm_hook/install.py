@@ -2,36 +2,35 @@
 
 What lands where (D is --install-dir, H is --hooks-dir, by default D/hooks.d):
 
-  D/lib/kcm-hook-<version>-<digest>.pyz  the zipapp, for the host's python3
-  D/kcm-hook -> lib/...pyz               the hook and the command line
+  D/lib/kcm-hook-<version>-<digest>.pyz  the zipapp (see zipapp.py)
+  D/kcm-hook -> lib/...pyz               the hooks and the command line
   D/kcm-runc -> lib/...pyz               the Docker runtime wrapper
   D/kcm-install.json                     what the wrapper needs to add hooks
   H/kcm-hook-prestart.json               OCI hooks files (Podman, CRI-O)
   H/kcm-hook-poststop.json
 
-The zipapp carries kcm_hook and, for the Docker label lookup, the docker SDK
-with the pure-Python parts of its dependencies; it runs under `python3 -I -S`
-and needs no package on the host. zipimport re-opens its archive by path on
-every import, so an archive is never rewritten in place: each build gets a
-name of its own and the two symlinks are swapped to it atomically, while a
-process started from the previous archive keeps importing from that one.
+zipimport re-opens its archive by path on every import, so an archive is
+never rewritten in place: each build gets a name of its own and the symlinks
+are swapped to it in one rename each, while a process started from the
+previous archive keeps importing from that one.
 """
 
 import json
 import logging
 import os
-import shutil
 import stat
 import sys
 
 from . import __version__
+from .daemon_json import DOCKER_RUNTIME, DockerConfig
 from .errors import ConfigError, UsageError
 from .pools import conf_dir as resolve_conf_dir
 from .pools import write_atomic
+from .zipapp import SEARCH_PATH, build_archive, find_python
 
 log = logging.getLogger(__name__)
 
-HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOOK_PATH = SEARCH_PATH
 HOOK_ENV = [f"PATH={HOOK_PATH}"]
 # Above the 30 s default lock wait, so that a hook reports its own timeout.
 HOOK_TIMEOUT = 45
@@ -41,52 +40,8 @@ INSTALL_FILE = "kcm-install.json"
 HOOKS_SUBDIR = "hooks.d"
 HOOKS_FILES = {"prestart": "kcm-hook-prestart.json",
                "poststop": "kcm-hook-poststop.json"}
-DOCKER_RUNTIME = "kcm"
-# The docker SDK and what it imports; their compiled extensions are left out
-# (charset_normalizer falls back to its Python modules) and certifi is
-# replaced by CERTIFI_SHIM.
-VENDORED = ("docker", "requests", "urllib3", "idna", "charset_normalizer")
 DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "http://", "https://")
 EXEC_MODE = 0o755
-
-# The zipapp's entry point. It is the archive's first member, stored
-# uncompressed, so that its bytes and offset are the same in every build.
-MAIN = '''\
-"""Entry point of the kcm-hook zipapp (written by kcm-hook install)."""
-import os
-import sys
-
-# Import from the archive itself, not through the symlink that named it.
-sys.path[0] = os.path.realpath(sys.path[0])
-if os.path.basename(sys.argv[0]) == "kcm-runc":
-    from kcm_hook.runtime import main
-    sys.exit(main(sys.argv[1:]))
-from kcm_hook.cli import entry_point
-entry_point()
-'''
-
-# requests asks certifi for a CA bundle when it is imported; the real certifi
-# would extract its bundle from the zipapp to a temporary file on every run.
-CERTIFI_SHIM = '''\
-"""Stand-in for certifi in the kcm-hook zipapp: the host's CA bundle."""
-import os
-
-BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
-           "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem")
-
-
-def where():
-    return next((path for path in BUNDLES if os.path.exists(path)), BUNDLES[0])
-
-
-def contents():
-    with open(where(), encoding="ascii") as f:
-        return f.read()
-'''
-
-PROBE = ("import sys, importlib.util; "
-         "print(sys.version_info[0], sys.version_info[1], "
-         "importlib.util.MAGIC_NUMBER.hex())")
 
 
 def run(install_dir, conf_dir=None, docker_config=None, docker_host=None,
@@ -126,7 +81,8 @@ class Plan:
             raise UsageError(f"--hooks-dir={hooks_dir}: Podman and CRI-O read every "
                              f"*.json in a hooks directory, and {self.dir} also holds "
                              f"{INSTALL_FILE}; leave --hooks-dir out (it defaults to "
-                             f"{os.path.join(self.dir, HOOKS_SUBDIR)}) or name another one")
+                             f"{os.path.join(self.dir, HOOKS_SUBDIR)}) or name another "
+                             "one")
         self.conf_dir = _absolute(resolve_conf_dir(conf_dir), "--conf-dir")
         self.docker_host = check_docker_host(docker_host)
         self.docker_config = _absolute(docker_config, "--docker-config") \
@@ -168,161 +124,6 @@ def check_docker_host(url):
     return url
 
 
-# -- the interpreter and the archive ---------------------------------------
-
-
-class Python:
-    def __init__(self, path, version, magic):
-        self.path, self.version, self.magic = path, version, magic
-
-
-def find_python():
-    """The first python3 on the hooks' PATH, which the zipapp's #! line names."""
-    import subprocess
-
-    path = shutil.which("python3", path=HOOK_PATH)
-    if path is None:
-        raise ConfigError(f"no python3 in {HOOK_PATH}: install python3 (3.9 or newer)")
-    try:
-        probe = subprocess.run([path, "-I", "-S", "-c", PROBE], capture_output=True,
-                               text=True, timeout=30, stdin=subprocess.DEVNULL)
-        major, minor, magic = probe.stdout.split()
-        version = (int(major), int(minor))
-    except (OSError, ValueError, subprocess.TimeoutExpired) as err:
-        raise ConfigError(f"{path} does not run as python3 -I -S ({err}); "
-                          "repair the host's python3") from None
-    if version < (3, 9):
-        raise ConfigError(f"{path} is Python {major}.{minor}: kcm-hook needs 3.9 or "
-                          "newer on the host")
-    return Python(path, version, bytes.fromhex(magic))
-
-
-class Archive:
-    def __init__(self, data, packages, has_runtime, compiled):
-        import hashlib
-
-        self.data = data
-        self.packages = packages  # top-level names carried
-        self.has_runtime = has_runtime
-        self.compiled = compiled  # True when it carries bytecode for the target
-        digest = hashlib.sha256(data).hexdigest()[:12]
-        self.name = f"kcm-hook-{__version__}-{digest}.pyz"
-
-
-def build_archive(python, packages=None):
-    """The zipapp for `python`, from the packages this process imports."""
-    import importlib.util
-
-    packages = packages or ("kcm_hook", *VENDORED)
-    files, carried = {}, []
-    for name in packages:
-        found = package_files(name)
-        if found is None:
-            continue
-        files.update(found)
-        carried.append(name)
-    if "kcm_hook" not in carried:
-        raise ConfigError("cannot find the kcm_hook package to install")
-    missing = [name for name in VENDORED if name in packages and name not in carried]
-    if "docker" in carried:
-        if missing:
-            raise ConfigError(f"the docker SDK needs {', '.join(missing)}, which "
-                              "this Python cannot import: pip install docker")
-        files["certifi/__init__.py"] = CERTIFI_SHIM.encode()
-    elif "docker" in packages:
-        log.warning("docker SDK not found: the installed hook cannot read Docker "
-                    "labels (pip install docker, then install again)")
-
-    compiled = python.magic == importlib.util.MAGIC_NUMBER
-    data = zip_bytes(python.path, files, compiled)
-    return Archive(data, carried, "kcm_hook/runtime.py" in files, compiled)
-
-
-def package_files(name):
-    """{member name: bytes} of top-level package `name`, or None if absent.
-
-    Reads a directory, or the zipapp this process runs from. Bytecode and
-    compiled extensions are left out.
-    """
-    import importlib.util
-    import zipimport
-
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    if isinstance(spec.loader, zipimport.zipimporter):
-        return _files_in_zip(spec.loader.archive, name)
-    return _files_in_dir(list(spec.submodule_search_locations)[0], name)
-
-
-def _wanted(member):
-    parts = member.split("/")
-    return "__pycache__" not in parts and not member.endswith((".pyc", ".so", ".pyd"))
-
-
-def _files_in_dir(root, name):
-    found = {}
-    for directory, subdirs, names in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
-        for file_name in names:
-            path = os.path.join(directory, file_name)
-            member = "/".join([name, os.path.relpath(path, root)]).replace(os.sep, "/")
-            if _wanted(member) and os.path.isfile(path):
-                with open(path, "rb") as f:
-                    found[member] = f.read()
-    return found
-
-
-def _files_in_zip(archive, name):
-    import zipfile
-
-    with zipfile.ZipFile(archive) as zf:
-        return {member: zf.read(member) for member in zf.namelist()
-                if member.startswith(name + "/") and not member.endswith("/")
-                and _wanted(member)}
-
-
-def zip_bytes(python_path, files, compiled):
-    """The archive: a #! line, __main__.py, then each file (and its bytecode)."""
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    buffer.write(f"#!{python_path} -IS\n".encode())
-    with zipfile.ZipFile(buffer, "w") as zf:
-        _add(zf, "__main__.py", MAIN.encode(), zipfile.ZIP_STORED)
-        for member in sorted(files):
-            _add(zf, member, files[member], zipfile.ZIP_DEFLATED)
-            if compiled and member.endswith(".py"):
-                _add(zf, member + "c", pyc_bytes(member, files[member]),
-                     zipfile.ZIP_DEFLATED)
-    return buffer.getvalue()
-
-
-def _add(zf, member, data, compression):
-    import zipfile
-
-    # A fixed date keeps the archive, and so its name, the same for the same code.
-    info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = compression
-    info.external_attr = 0o644 << 16
-    zf.writestr(info, data)
-
-
-def pyc_bytes(member, source):
-    """Unchecked hash-based bytecode (PEP 552): zipimport cannot write a cache."""
-    import importlib.util
-    import marshal
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = compile(source, member, "exec", dont_inherit=True, optimize=0)
-    flags = (0b01).to_bytes(4, "little")  # hash-based, source not checked
-    return importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) \
-        + marshal.dumps(code)
-
-
 # -- writing ----------------------------------------------------------------
 
 
@@ -356,7 +157,8 @@ def install_archive(plan, archive):
         if _link_target(link) != target:
             replace_symlink(target, link)
             written.append(f"{link} -> {target}")
-    written += prune_archives(plan.lib, {archive.name, os.path.basename(previous or "")})
+    keep = {archive.name, os.path.basename(previous or "")}
+    written += prune_archives(plan.lib, keep)
     return written
 
 
@@ -461,111 +263,6 @@ def installed(directory):
     return doc
 
 
-# -- daemon.json --------------------------------------------------------------
-
-
-class DockerConfig:
-    """dockerd's daemon.json as found, and the change install makes to it."""
-
-    def __init__(self, path, text, mode):
-        self.path, self.text, self.mode = path, text, mode
-        self.new_text, self.changes, self.backup = None, [], None
-
-    @classmethod
-    def load(cls, path):
-        """Read and parse `path`; refuse what dockerd could not read either."""
-        path = os.path.realpath(path)
-        try:
-            with open(path, "rb") as f:
-                data, mode = f.read(), stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-        except FileNotFoundError:
-            if not os.path.isdir(os.path.dirname(path)):
-                raise ConfigError(f"{os.path.dirname(path)} does not exist: is Docker "
-                                  "installed? Check --docker-config") from None
-            return cls(path, None, 0o644)
-        except OSError as err:
-            raise ConfigError(f"cannot read {path}: {err.strerror}") from err
-        try:
-            return cls(path, data.decode("utf-8"), mode)
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path} is not UTF-8 text; fix it (left untouched)") \
-                from None
-
-    def document(self):
-        if self.text is None or not self.text.strip():
-            return {}
-        try:
-            doc = json.loads(self.text)
-        except ValueError as err:
-            raise ConfigError(f"{self.path} is not valid JSON ({err}); fix it, then "
-                              "run install again (it was left untouched)") from None
-        if not isinstance(doc, dict):
-            raise ConfigError(f"{self.path} holds a JSON {type(doc).__name__}, not an "
-                              "object; fix it (left untouched)")
-        return doc
-
-    def merged(self, runtime_path, default_runtime):
-        """Add runtime kcm (and default-runtime); keep every other key."""
-        doc = self.document()
-        runtimes = doc.setdefault("runtimes", {})
-        if not isinstance(runtimes, dict):
-            raise ConfigError(f"{self.path}: 'runtimes' is not an object; fix it "
-                              "(left untouched)")
-        self.changes += _set_runtime(runtimes, runtime_path)
-        if default_runtime and doc.get("default-runtime") != DOCKER_RUNTIME:
-            was = doc.get("default-runtime")
-            doc["default-runtime"] = DOCKER_RUNTIME
-            self.changes.append(f'set default-runtime to "{DOCKER_RUNTIME}"'
-                                + (f" (was {json.dumps(was)})" if was else ""))
-        if self.changes:
-            self.new_text = json.dumps(doc, indent=_indent(self.text),
-                                       ensure_ascii=False) + "\n"
-        return self
-
-    def write(self):
-        """Back the file up, then replace it; return what was written."""
-        if self.new_text is None:
-            return []
-        written = []
-        if self.text is not None:
-            self.backup = _backup_path(self.path)
-            write_atomic(self.backup, self.text, mode=self.mode)
-            written.append(self.backup)
-        write_atomic(self.path, self.new_text, mode=self.mode)
-        return written + [self.path]
-
-
-def _set_runtime(runtimes, runtime_path):
-    entry = runtimes.get(DOCKER_RUNTIME)
-    if isinstance(entry, dict) and entry.get("path") == runtime_path:
-        return []
-    if isinstance(entry, dict):
-        runtimes[DOCKER_RUNTIME] = {**entry, "path": runtime_path}
-        return [f"changed runtimes.{DOCKER_RUNTIME}.path from "
-                f"{json.dumps(entry.get('path'))} to {json.dumps(runtime_path)}"]
-    runtimes[DOCKER_RUNTIME] = {"path": runtime_path}
-    return [f'added runtimes.{DOCKER_RUNTIME} = {{"path": {json.dumps(runtime_path)}}}']
-
-
-def _indent(text):
-    """The indent width of the first indented line of `text`, else 2."""
-    for line in (text or "").splitlines():
-        stripped = line.lstrip(" ")
-        if stripped and len(stripped) < len(line):
-            return len(line) - len(stripped)
-    return 2
-
-
-def _backup_path(path):
-    import time
-
-    base = f"{path}.kcm-backup-{time.strftime('%Y%m%dT%H%M%S')}"
-    candidate, n = base, 1
-    while os.path.lexists(candidate):
-        candidate, n = f"{base}.{n}", n + 1
-    return candidate
-
-
 # -- telling the user ---------------------------------------------------------
 
 
@@ -601,7 +298,8 @@ def todo(plan, archive, docker):
     elif docker is None and archive.has_runtime:
         steps.append(f"Docker: add {{\"runtimes\": {{\"{DOCKER_RUNTIME}\": {{\"path\": "
                      f"\"{plan.runtime}\"}}}}}} to daemon.json, or run install again "
-                     "with --docker-config=/etc/docker/daemon.json, then reload dockerd")
+                     "with --docker-config=/etc/docker/daemon.json; then reload "
+                     "dockerd")
     if archive.has_runtime:
         steps.append(f"Docker: docker run --runtime {DOCKER_RUNTIME} --label "
                      "kcm.pool=dataplane IMAGE")
