@@ -74,9 +74,11 @@ def test_runc_delete_with_empty_environment_frees_the_cpuset(runc, host_conf,
         installed), annotations={"kcm.pool": "dataplane"})
     log = str(tmp_path / "b.log")
 
-    started = subprocess.run(runc.cmd("run", "--detach", "--bundle", bundle, "held"),
-                             stdout=open(log, "w"), stderr=subprocess.STDOUT, env={},
-                             stdin=subprocess.DEVNULL, timeout=60)
+    with open(log, "w") as log_file:
+        started = subprocess.run(runc.cmd("run", "--detach", "--bundle", bundle,
+                                          "held"),
+                                 stdout=log_file, stderr=subprocess.STDOUT, env={},
+                                 stdin=subprocess.DEVNULL, timeout=60)
     assert started.returncode == 0, open(log).read()
     read_when(log, f"Cpus_allowed_list:\t{dataplane}")
     pid = runc.state("held")["pid"]
