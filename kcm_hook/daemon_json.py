@@ -81,9 +81,9 @@ class DockerConfig:
         if self.text is not None:
             self.backup = _backup_path(self.path)
             write_atomic(self.backup, self.text, mode=self.mode)
-            written.append(self.backup)
+            written.append(f"wrote {self.backup}")
         write_atomic(self.path, self.new_text, mode=self.mode)
-        return written + [self.path]
+        return written + [f"wrote {self.path}"]
 
 
 def _set_runtime(runtimes, runtime_path):

@@ -144,19 +144,23 @@ def prepare_dir(path):
 
 
 def install_archive(plan, archive):
-    """Write the archive under a name of its own, then point the symlinks at it."""
+    """Write the archive under a name of its own, then point the symlinks at it.
+
+    An archive already there under that name is the same build and is kept:
+    a process may be importing from it.
+    """
     written = []
     path = os.path.join(plan.lib, archive.name)
-    if _read_bytes(path) != archive.data:
+    if not os.path.isfile(path):
         write_atomic(path, archive.data, mode=EXEC_MODE, sync=True)
-        written.append(path)
+        written.append(f"wrote {path}")
     previous = _link_target(plan.hook)
     target = os.path.join("lib", archive.name)
     links = [plan.hook] + ([plan.runtime] if archive.has_runtime else [])
     for link in links:
         if _link_target(link) != target:
             replace_symlink(target, link)
-            written.append(f"{link} -> {target}")
+            written.append(f"wrote {link} -> {target}")
     keep = {archive.name, os.path.basename(previous or "")}
     written += prune_archives(plan.lib, keep)
     return written
@@ -221,7 +225,7 @@ def install_documents(plan, archive):
         text = json.dumps(doc, indent=2) + "\n"
         if _read_bytes(path) != text.encode():
             write_atomic(path, text)
-            written.append(path)
+            written.append(f"wrote {path}")
     return written
 
 
@@ -273,9 +277,8 @@ def report(out, plan, python, archive, docker, written):
     print(f"kcm-hook {__version__} for {python.path} "
           f"(Python {python.version[0]}.{python.version[1]}, {bytecode}); "
           f"carries {', '.join(archive.packages)}", file=out)
-    for line in written or ["nothing: every file was already up to date"]:
-        print(f"  wrote {line}" if not line.startswith("removed ") else f"  {line}",
-              file=out)
+    for line in written or ["wrote nothing: every file was already up to date"]:
+        print(f"  {line}", file=out)
     if docker is not None:
         for change in docker.changes or ["already registers the kcm runtime"]:
             print(f"  {docker.path}: {change}", file=out)

@@ -72,7 +72,13 @@ class Python:
 
 
 def find_python():
-    """The first python3 on the hooks' PATH, which the zipapp's #! line names."""
+    """The first python3 on the hooks' PATH, which the zipapp's #! line names.
+
+    TODO: run inside a container (install from the Docker image), this finds
+    the image's python3, not the host's: the host then needs a python3 of 3.9
+    or newer at the same path, and one of another version ignores the
+    bytecode and compiles every module on every start.
+    """
     import subprocess
 
     path = shutil.which("python3", path=SEARCH_PATH)
@@ -94,16 +100,19 @@ def find_python():
 
 
 class Archive:
-    """A built zipapp: its bytes, what it carries, and its content-derived name."""
+    """A built zipapp: its bytes, what it carries, and a name derived from its inputs.
 
-    def __init__(self, data, packages, has_runtime, compiled):
-        import hashlib
+    The name digests the sources, the #! line and the bytecode version, not
+    the bytes: marshal writes the frozensets of a module's constants in hash
+    order, which differs between processes, so two builds of the same code
+    are equivalent without being identical.
+    """
 
+    def __init__(self, data, digest, packages, has_runtime, compiled):
         self.data = data
         self.packages = packages  # top-level names carried
         self.has_runtime = has_runtime
         self.compiled = compiled  # True when it carries bytecode for the target
-        digest = hashlib.sha256(data).hexdigest()[:12]
         self.name = f"kcm-hook-{__version__}-{digest}.pyz"
 
 
@@ -133,7 +142,21 @@ def build_archive(python, packages=None):
 
     compiled = python.magic == importlib.util.MAGIC_NUMBER
     data = zip_bytes(python.path, files, compiled)
-    return Archive(data, carried, "kcm_hook/runtime.py" in files, compiled)
+    digest = input_digest(python, files, compiled)
+    return Archive(data, digest, carried, "kcm_hook/runtime.py" in files, compiled)
+
+
+def input_digest(python, files, compiled):
+    import hashlib
+
+    digest = hashlib.sha256()
+    magic = python.magic if compiled else b""
+    for part in (python.path.encode(), magic, MAIN.encode()):
+        digest.update(len(part).to_bytes(8, "little") + part)
+    for member in sorted(files):
+        for part in (member.encode(), files[member]):
+            digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()[:12]
 
 
 def package_files(name):

@@ -5,6 +5,7 @@ import os
 import shutil
 import stat
 import subprocess
+import zipfile
 
 import pytest
 
@@ -117,6 +118,28 @@ def test_install_without_docker_sdk_warns_and_installs_the_hooks(monkeypatch, de
     assert os.path.exists(os.path.join(dest, "hooks.d", "kcm-hook-prestart.json"))
 
 
+def test_installed_zipapp_installs_itself_elsewhere(monkeypatch, tmp_path, dest,
+                                                    conf):
+    monkeypatch.setattr(zipapp, "VENDORED",
+                        ("docker", "requests", "urllib3", "idna", "charset_normalizer"))
+    assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
+    other = str(tmp_path / "other")
+
+    result = subprocess.run([os.path.join(dest, "kcm-hook"), "install",
+                             f"--install-dir={other}", f"--conf-dir={conf}"],
+                            env={}, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert "carries kcm_hook, docker, requests" in result.stdout
+    # Built from the files of the running archive: the same build.
+    assert os.path.basename(archive_of(other)) == os.path.basename(archive_of(dest))
+    with zipfile.ZipFile(archive_of(dest)) as first, \
+            zipfile.ZipFile(archive_of(other)) as second:
+        assert first.namelist() == second.namelist()
+        sources = [n for n in first.namelist() if not n.endswith(".pyc")]
+        assert [first.read(n) for n in sources] == [second.read(n) for n in sources]
+
+
 # -- replacing what is installed -------------------------------------------------
 
 
@@ -191,7 +214,7 @@ def test_reinstall_of_the_same_build_writes_nothing(dest, conf, capsys):
 
     assert installed_files(dest) == before
     assert os.stat(archive_of(dest)).st_ino == inode
-    assert "nothing: every file was already up to date" in capsys.readouterr().out
+    assert "wrote nothing: every file was already up to date" in capsys.readouterr().out
 
 
 def test_failed_write_leaves_the_previous_install_working(monkeypatch, dest, conf):
