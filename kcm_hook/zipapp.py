@@ -63,7 +63,6 @@ PROBE = ("import sys, importlib.util; "
          "importlib.util.MAGIC_NUMBER.hex())")
 
 
-
 class Python:
     """The interpreter the zipapp is built for."""
 

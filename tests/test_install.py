@@ -104,8 +104,8 @@ def test_zipapp_carries_the_docker_sdk_and_imports_it_without_warnings(
     assert bundle.startswith("/etc/")  # the host's bundle, nothing unpacked to /tmp
 
 
-def test_install_without_docker_sdk_warns_and_installs_the_hooks(monkeypatch, dest,
-                                                                   conf, capsys):
+def test_install_without_docker_sdk_warns_and_installs_the_hooks(
+        monkeypatch, dest, conf, capsys):
     monkeypatch.setattr(zipapp, "VENDORED", ("docker",))
     monkeypatch.setattr(zipapp, "package_files",
                         lambda name: zipapp._files_in_dir(PACKAGE, name)
@@ -160,8 +160,8 @@ def stub_package(tmp_path, monkeypatch):
     return version
 
 
-def test_reinstall_keeps_the_archive_a_running_process_imports_from(stub_package,
-                                                                     dest, conf):
+def test_reinstall_keeps_the_archive_a_running_process_imports_from(
+        stub_package, dest, conf):
     stub_package("old")
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
     old_archive = archive_of(dest)
