@@ -12,6 +12,7 @@ from kcm_hook import cli, logs
 from kcm_hook.cli import build_parser, hook_call, main
 from kcm_hook.errors import LockTimeout, UsageError
 from kcm_hook.pools import Configuration
+from tests.fakeproc import FakeHost
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,21 +97,25 @@ def test_main_leaves_no_deferred_setup_behind():
     assert logs._deferred is None
 
 
-def test_poststop_imports_neither_argparse_logging_nor_dataclasses(conf_dir):
-    state = json.dumps({"id": "c1", "bundle": "/nonexistent"})
+@pytest.mark.parametrize("stage", ["prestart", "poststop"])
+def test_hooks_import_neither_argparse_logging_nor_dataclasses(conf_dir, tmp_path, stage):
+    host = FakeHost(str(tmp_path / "host"), 1)
+    host.spawn(100, "/c1")
+    state = json.dumps({"id": "c1", "bundle": "/nonexistent", "pid": 100,
+                        "annotations": {"kcm.pool": "dataplane"}})
     code = ("import sys\nfrom kcm_hook.cli import main\n"
-            f"code = main(['poststop', '--conf-dir={conf_dir}'])\n"
-            "heavy = sorted({'argparse', 'logging', 'dataclasses', 'inspect'}"
+            f"code = main(['{stage}', '--conf-dir={conf_dir}'])\n"
+            "heavy = sorted({'argparse', 'logging', 'dataclasses', 'inspect', 'typing'}"
             " & set(sys.modules))\n"
             "print(code, heavy)\n")
-    env = {**os.environ, "PYTHONPATH": REPO}
+    env = {**os.environ, "PYTHONPATH": REPO, "KCM_PROCFS": host.proc}
     env.pop("KCM_LOG_LEVEL", None)
     env.pop("KCM_LOG_FILE", None)
 
-    out = subprocess.run([sys.executable, "-c", code], input=state, text=True,
-                         capture_output=True, env=env, check=True).stdout
+    done = subprocess.run([sys.executable, "-c", code], input=state, text=True,
+                          capture_output=True, env=env)
 
-    assert out == "0 []\n"
+    assert (done.stdout, done.stderr) == ("0 []\n", "")
 
 
 def test_lock_is_released_when_the_block_raises(conf_dir):
