@@ -22,7 +22,7 @@ CONDITIONS = ["alone", "pinned noise", "unpinned noise"]
 TARGET = 0.90
 PROBE_COUNT = 300000
 PROBE = ("read go < /x/go; i=0; while [ $i -lt %d ]; do i=$((i+1)); done; "
-         "echo done > /x/done" % PROBE_COUNT)
+         "grep Cpus_allowed_list /proc/self/status > /x/done" % PROBE_COUNT)
 BUSY = "while :; do :; done & while :; do :; done"
 DEADLINE = 60.0
 
@@ -45,20 +45,22 @@ def run(work, runs):
                                           ["sh", "-c", BUSY], rootfs=rootfs)}
     runc = Runc(os.path.join(work, "runc-root"))
     samples = {name: [] for name in CONDITIONS}
+    seen = {name: set() for name in CONDITIONS}  # (probe CPUs, busy CPUs) observed
     try:
-        _probe(runc, probe, fifo_dir, work, "warm")
-        for index, condition in common.rounds(CONDITIONS, runs):
+        _probe(runc, probe, fifo_dir, work)
+        for _, condition in common.rounds(CONDITIONS, runs):
             noise = busy.get(condition)
-            if noise:
-                _start(runc, "busy", noise, work)
+            busy_cpus = _start(runc, "busy", noise, work) if noise else None
             try:
-                samples[condition].append(_probe(runc, probe, fifo_dir, work, index))
+                seconds, probe_cpus = _probe(runc, probe, fifo_dir, work)
             finally:
                 if noise:
                     runc.delete("busy")
+            samples[condition].append(seconds)
+            seen[condition].add((probe_cpus, busy_cpus))
     finally:
         runc.cleanup()
-    _report(result, samples)
+    _report(result, samples, seen)
     return result
 
 
@@ -73,15 +75,19 @@ def _bind(bundle, source, target):
 
 
 def _start(runc, container_id, bundle, work):
+    """Start a detached container; return the CPUs its init may run on."""
     log = os.path.join(work, f"{container_id}.log")
     if runc.run_detached(container_id, bundle, log) != 0:
         with open(log) as f:
             raise RuntimeError(f"runc run {container_id} failed: {f.read().strip()}")
+    with open(f"/proc/{runc.state(container_id)['pid']}/status") as f:
+        return next(line.split()[1] for line in f if line.startswith("Cpus_allowed_list"))
 
 
-def _probe(runc, bundle, fifo_dir, work, tag):
-    """Seconds the probe takes once told to go; the container starts before."""
+def _probe(runc, bundle, fifo_dir, work):
+    """(seconds the probe takes once told to go, the CPUs it saw it may use)."""
     go, done = (os.path.join(fifo_dir, name) for name in ("go", "done"))
+    answer = []
     for fifo in (go, done):
         if os.path.exists(fifo):
             os.unlink(fifo)
@@ -100,11 +106,23 @@ def _probe(runc, bundle, fifo_dir, work, tag):
             if not poller.poll(DEADLINE * 1000):
                 raise RuntimeError(f"the probe did not finish in {DEADLINE:g} s")
             seconds = time.perf_counter() - start
+            wait_for(lambda: poller.poll(DEADLINE * 1000) and _drained(reader, answer),
+                     DEADLINE, "the probe to close /x/done")
         finally:
             os.close(reader)
-        return seconds
+        return seconds, b"".join(answer).decode().split()[-1]
     finally:
         runc.delete("probe")
+
+
+def _drained(fd, chunks):
+    """Read what is there into `chunks`; True at end of file."""
+    try:
+        data = os.read(fd, 4096)
+    except BlockingIOError:
+        return False
+    chunks.append(data)
+    return not data
 
 
 def _open_writer(path):
@@ -117,9 +135,13 @@ def _open_writer(path):
         raise
 
 
-def _report(result, samples):
+def _report(result, samples, seen):
     alone = common.median(samples["alone"])
     result.row("probe alone", common.ms(alone))
+    for condition, placements in seen.items():
+        shown = "; ".join(f"probe on {p}" + (f", busy on {b}" if b else "")
+                          for p, b in sorted(placements, key=str))
+        result.row(f"{condition}: CPUs allowed", shown)
     for condition in CONDITIONS[1:]:
         fraction = alone / common.median(samples[condition])
         pinned = condition == "pinned noise"
@@ -128,4 +150,5 @@ def _report(result, samples):
                    fraction >= TARGET if pinned else None)
     result.notes.append("kcm moves containers, not host processes: anything else "
                         "running on the dataplane CPU still competes with the probe")
-    result.raw = {"seconds": samples, "probe_count": PROBE_COUNT}
+    result.raw = {"seconds": samples, "probe_count": PROBE_COUNT,
+                  "placements": {c: sorted(map(list, p), key=str) for c, p in seen.items()}}
