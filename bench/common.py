@@ -107,6 +107,23 @@ def hook_env():
     return [f"PYTHONPATH={REPO}"]
 
 
+def hook_environ():
+    """hook_env() as a dict, for running kcm-hook directly."""
+    return dict(item.split("=", 1) for item in hook_env())
+
+
+def kcm_hooks(work, conf_dir):
+    """Hook entries running kcm-hook from the source tree, like the no-op hooks.
+
+    The program is `work`/kcm-hook, written here.
+    """
+    from integration.runc import hook_command
+
+    launcher = write_launcher(os.path.join(work, "kcm-hook"), hook_python())
+    return {stage: [{**hook_command(stage, conf_dir, launcher), "env": hook_env()}]
+            for stage in ("prestart", "poststop")}
+
+
 def write_launcher(path, python):
     """A kcm-hook program like the one pip writes, run by `python`."""
     with open(path, "w") as f:

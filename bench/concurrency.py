@@ -91,7 +91,7 @@ def run(work, runs):
     result = common.Result(3, TITLE)
     python = common.hook_python()
     result.raw = {"fake 512": _fake_setup(work, python, runs)}
-    if os.path.isdir(CPUSET_V1) and os.path.exists(os.path.join(CPUSET_V1, "cpuset.cpus")):
+    if os.path.exists(os.path.join(CPUSET_V1, "cpuset.cpus")):
         result.raw["host"] = _host_setup(work, python, runs)
     else:
         result.notes.append("host setup not run: needs the cgroup v1 cpuset controller")
@@ -102,7 +102,8 @@ def run(work, runs):
 
 def _fake_setup(work, python, runs):
     root = os.path.join(work, "fake")
-    sysfs = make_sysfs(os.path.join(root, "sys"), {cpu: (0, cpu % 256) for cpu in range(512)})
+    cpus = {cpu: (0, cpu % 256) for cpu in range(512)}
+    sysfs = make_sysfs(os.path.join(root, "sys"), cpus)
     conf_dir = os.path.join(root, "kcm")
     layout.init(conf_dir, topology.discover(sysfs), 128, 64)
     host = RealProcessHost(os.path.join(root, "host"))
@@ -131,14 +132,14 @@ def _host_setup(work, python, runs):
 
 
 def _measure(python, conf_dir, pids, pool, extra_env, runs):
-    env = dict(item.split("=", 1) for item in common.hook_env())
+    env = common.hook_environ()
     env.update(extra_env)
     argv = [python, TIMED_HOOK, "prestart", f"--conf-dir={conf_dir}"]
     figures = {n: {"throughput": [], "busy": [], "wait": [], "hold": [], "overlaps": 0,
                    "failures": []} for n in SIZES}
     _round(argv, env, conf_dir, pids[:1], pool, "warm")
     for index, n in common.rounds(SIZES, runs):
-        seconds, locks, failures = _round(argv, env, conf_dir, pids[:n], pool, f"{index}")
+        seconds, locks, failures = _round(argv, env, conf_dir, pids[:n], pool, index)
         entry = figures[n]
         entry["throughput"].append(n / seconds)
         entry["busy"].append(sum(lock["hold"] for lock in locks) / seconds)

@@ -76,8 +76,10 @@ def _report(result, samples):
     med = {name: common.median(values) for name, values in samples.items()}
     label = med["kcm label"] / med["runc"]
     result.row("kcm (label) / runc", f"{label:.3f}", f"<= {TARGET}", label <= TARGET)
-    result.row("kcm (environment, no lookup) / runc", f"{med['kcm env'] / med['runc']:.3f}")
-    result.row("label path / environment path", f"{med['kcm label'] / med['kcm env']:.3f}")
+    result.row("kcm (environment, no lookup) / runc",
+               f"{med['kcm env'] / med['runc']:.3f}")
+    result.row("label path / environment path",
+               f"{med['kcm label'] / med['kcm env']:.3f}")
     result.row("median docker run: runc | kcm label | kcm env",
                " | ".join(common.ms(med[name]) for name in VARIANTS))
     result.raw = {"seconds": samples, "median": med}

@@ -23,8 +23,9 @@ VARIANTS = ["none", "noop", "kcm"]  # and "installed" when install exists
 TARGET = 1.15
 PROFILE_HOOK = os.path.join(common.REPO, "bench", "profile_hook.py")
 PROFILE_RUNS = 5
-WORK_PHASES = {"read state": "state", "find cgroup": "cgroup lookup", "lock wait": "lock wait",
-               "allocate (under lock)": "allocate", "release (under lock)": "release",
+WORK_PHASES = {"read state": "state", "find cgroup": "cgroup lookup",
+               "lock wait": "lock wait", "allocate (under lock)": "allocate",
+               "release (under lock)": "release",
                "cgroup write": "of which cgroup write",
                "atomic file writes": "of which file writes"}
 STAGES = ("prestart", "poststop")
@@ -41,8 +42,8 @@ def run(work, runs):
     if installed:
         hooks["installed"] = installed
     else:
-        result.notes.append("kcm as installed: not measured, kcm-hook install is not on "
-                            "main yet (branch install)")
+        result.notes.append("kcm as installed: not measured, kcm-hook install is "
+                            "not on main yet (branch install)")
     bundles = {name: make_bundle(os.path.join(work, f"bundle-{name}"),
                                  ["sh", "-c", "exit 0"], rootfs=rootfs, hooks=entries)
                for name, entries in hooks.items()}
@@ -63,7 +64,8 @@ def _hooks(name, python, launcher, conf_dir):
     if name == "none":
         return None
     if name == "noop":
-        entry = {"path": python, "args": ["python3", "-c", common.NOOP_HOOK], "env": env}
+        entry = {"path": python, "args": ["python3", "-c", common.NOOP_HOOK],
+                 "env": env}
         return {"prestart": [entry], "poststop": [dict(entry)]}
     return {stage: [{**hook_command(stage, conf_dir, launcher), "env": env}]
             for stage in ("prestart", "poststop")}
@@ -106,7 +108,7 @@ def _run_once(runc, bundle, container_id):
 
 def _interpreter_startup(python, runs):
     """Median seconds of `python -c pass` and of the no-op hook, outside any runtime."""
-    env = dict(item.split("=", 1) for item in common.hook_env())
+    env = common.hook_environ()
     figures = {}
     for label, code in (("pass", "pass"), ("noop", common.NOOP_HOOK)):
         times = []
@@ -143,7 +145,8 @@ def _phases(doc):
     """The profile's phases, its import time and its slowest imports, in ms."""
     imports = doc["imports"]
     yield "imports (all)", sum(imports.values())
-    yield "of which kcm_hook", sum(v for k, v in imports.items() if k.startswith("kcm_hook"))
+    yield "of which kcm_hook", sum(v for k, v in imports.items()
+                                   if k.startswith("kcm_hook"))
     yield from doc["phases"]
     for name, value in sorted(imports.items(), key=lambda item: -item[1])[:4]:
         yield f"import {name}", value
@@ -172,10 +175,12 @@ def _report(result, samples, startup, profile):
                    + " ms")
         parts = [f"{WORK_PHASES[n]} {med[n]:.1f}" for n in WORK_PHASES if n in med]
         result.row(f"{stage}: inside main() (ms)", ", ".join(parts))
-        slowest = sorted((n for n in med if n.startswith("import ")), key=lambda n: -med[n])
+        slowest = sorted((n for n in med if n.startswith("import ")),
+                         key=lambda n: -med[n])
         result.row(f"{stage}: slowest imports (ms)",
                    ", ".join(f"{n[7:]} {med[n]:.1f}" for n in slowest[:3]))
-    result.notes.append(f"profile: median of {PROFILE_RUNS} runs with timed hooks; json "
-                        "is imported before timing starts, as the no-op hook imports it")
+    result.notes.append(f"profile: median of {PROFILE_RUNS} runs with timed hooks; "
+                        "json is imported before timing starts, as the no-op hook "
+                        "imports it")
     result.raw = {"seconds": samples, "median": med, "startup": startup,
                   "profile": profile}

@@ -15,7 +15,7 @@ import select
 import time
 
 from bench import common
-from integration.runc import Runc, hook_command, make_bundle, make_rootfs, wait_for
+from integration.runc import Runc, make_bundle, make_rootfs, wait_for
 
 TITLE = "isolation: dataplane probe throughput under noise (fraction of alone)"
 CONDITIONS = ["alone", "pinned noise", "unpinned noise"]
@@ -30,17 +30,15 @@ DEADLINE = 60.0
 def run(work, runs):
     result = common.Result(5, TITLE)
     conf_dir = common.host_conf(work)
-    launcher = common.write_launcher(os.path.join(work, "kcm-hook"), common.hook_python())
-    hooks = {stage: [{**hook_command(stage, conf_dir, launcher), "env": common.hook_env()}]
-             for stage in ("prestart", "poststop")}
+    hooks = common.kcm_hooks(work, conf_dir)
     rootfs = make_rootfs(os.path.join(work, "rootfs"))
     fifo_dir = os.path.join(work, "fifos")
     os.makedirs(fifo_dir)
     probe = make_bundle(os.path.join(work, "probe"), ["sh", "-c", PROBE], rootfs=rootfs,
                         annotations={"kcm.pool": "dataplane"}, hooks=hooks)
     _bind(probe, fifo_dir, "/x")
-    busy = {"pinned noise": make_bundle(os.path.join(work, "busy-kcm"), ["sh", "-c", BUSY],
-                                        rootfs=rootfs, hooks=hooks),
+    busy = {"pinned noise": make_bundle(os.path.join(work, "busy-kcm"),
+                                        ["sh", "-c", BUSY], rootfs=rootfs, hooks=hooks),
             "unpinned noise": make_bundle(os.path.join(work, "busy-plain"),
                                           ["sh", "-c", BUSY], rootfs=rootfs)}
     runc = Runc(os.path.join(work, "runc-root"))
@@ -81,7 +79,8 @@ def _start(runc, container_id, bundle, work):
         with open(log) as f:
             raise RuntimeError(f"runc run {container_id} failed: {f.read().strip()}")
     with open(f"/proc/{runc.state(container_id)['pid']}/status") as f:
-        return next(line.split()[1] for line in f if line.startswith("Cpus_allowed_list"))
+        return next(line.split()[1] for line in f
+                    if line.startswith("Cpus_allowed_list"))
 
 
 def _probe(runc, bundle, fifo_dir, work):
@@ -94,7 +93,8 @@ def _probe(runc, bundle, fifo_dir, work):
         os.mkfifo(fifo)
     _start(runc, "probe", bundle, work)
     try:
-        [writer] = wait_for(lambda: _open_writer(go), DEADLINE, "the probe to open /x/go")
+        [writer] = wait_for(lambda: _open_writer(go), DEADLINE,
+                            "the probe to open /x/go")
         reader = os.open(done, os.O_RDONLY | os.O_NONBLOCK)
         try:
             start = time.perf_counter()
@@ -151,4 +151,5 @@ def _report(result, samples, seen):
     result.notes.append("kcm moves containers, not host processes: anything else "
                         "running on the dataplane CPU still competes with the probe")
     result.raw = {"seconds": samples, "probe_count": PROBE_COUNT,
-                  "placements": {c: sorted(map(list, p), key=str) for c, p in seen.items()}}
+                  "placements": {c: sorted(map(list, p), key=str)
+                                 for c, p in seen.items()}}

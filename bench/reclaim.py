@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from bench import common
-from integration.runc import Runc, hook_command, make_bundle, make_rootfs, wait_for
+from integration.runc import Runc, make_bundle, make_rootfs, wait_for
 from kcm_hook.pools import Configuration
 
 TITLE = "reclaim: SIGKILL a dataplane holder, time until describe shows it free"
@@ -36,15 +36,15 @@ def run(work, runs):
     if reason:
         return common.unavailable(6, TITLE, reason)
     conf_dir = common.host_conf(work)
-    launcher = common.write_launcher(os.path.join(work, "kcm-hook"), common.hook_python())
-    env = dict(item.split("=", 1) for item in common.hook_env())
-    hooks = {stage: [{**hook_command(stage, conf_dir, launcher), "env": common.hook_env()}]
-             for stage in ("prestart", "poststop")}
+    launcher = os.path.join(work, "kcm-hook")
+    hooks = common.kcm_hooks(work, conf_dir)
+    env = common.hook_environ()
     bundle = make_bundle(os.path.join(work, "holder"), ["sleep", "600"],
                          rootfs=make_rootfs(os.path.join(work, "rootfs")),
                          annotations={"kcm.pool": "dataplane"}, hooks=hooks)
     runc = Runc(os.path.join(work, "runc-root"))
-    watch = subprocess.Popen([launcher, "reconcile", "--watch", f"--conf-dir={conf_dir}"],
+    watch = subprocess.Popen([launcher, "reconcile", "--watch",
+                              f"--conf-dir={conf_dir}"],
                              env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     holders = {"container init": lambda tag: _container(runc, bundle, work, tag),
                "isolate": lambda tag: _isolate(launcher, conf_dir, env)}
@@ -93,7 +93,8 @@ def _isolate(launcher, conf_dir, env):
 def _reclaim(conf_dir, make_holder, tag, watch):
     pid, cleanup = make_holder(tag)
     try:
-        wait_for(lambda: _held(conf_dir) == [pid], DEADLINE, f"pid {pid} to hold dataplane")
+        wait_for(lambda: _held(conf_dir) == [pid], DEADLINE,
+                 f"pid {pid} to hold dataplane")
         start = time.perf_counter()
         os.kill(pid, signal.SIGKILL)
         while _held(conf_dir):

@@ -31,7 +31,8 @@ BENCHMARKS = {  # number: (module name, title); imported when run
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/run.py",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=21,
                         help="alternating runs per figure (default 21: 20+, and odd so "
                              "the median is one run)")
@@ -44,7 +45,8 @@ def parse_args(argv):
         parser.error(f"--only={args.only!r}: expected numbers such as 1,3")
     unknown = [n for n in args.only if n not in BENCHMARKS]
     if unknown or args.runs < 1:
-        parser.error(f"--only: no benchmark {unknown}" if unknown else "--runs must be >= 1")
+        parser.error(f"--only: no benchmark {unknown}" if unknown
+                     else "--runs must be >= 1")
     return args
 
 
@@ -81,7 +83,8 @@ def run_one(number, work, runs):
     try:
         module = __import__(f"bench.{module_name}", fromlist=["run"])
     except ModuleNotFoundError as err:
-        return common.unavailable(number, title, f"bench/{module_name}.py missing ({err})")
+        return common.unavailable(number, title,
+                                  f"bench/{module_name}.py missing ({err})")
     try:
         result = module.run(directory, runs)
     except Exception as err:  # report and go on to the next benchmark

@@ -46,8 +46,8 @@ def run(work, runs):
 def _commands():
     """{name: argv after the program} for the commands this branch has."""
     commands = {"describe": ["describe"]}
-    for name, module in (("reconcile", "kcm_hook.reconcile"), ("check", "kcm_hook.check")):
-        if importlib.util.find_spec(module) is not None:
+    for name in ("reconcile", "check"):
+        if importlib.util.find_spec(f"kcm_hook.{name}") is not None:
             commands[name] = [name]
     return commands
 
@@ -76,7 +76,7 @@ def _configuration(work, size, sleepers):
 
 
 def _measure(launcher, confs, commands, runs):
-    env = dict(item.split("=", 1) for item in common.hook_env())
+    env = common.hook_environ()
     calls = [f"cli {name}" for name in commands] + ["lib describe", "lib sweep"]
     samples = {call: {size: [] for size in SIZES} for call in calls}
     for index, size in common.rounds(SIZES, runs + 1):
@@ -123,7 +123,8 @@ def _report(result, samples, commands):
     for call, by_size in samples.items():
         med = {size: common.median(values) for size, values in by_size.items()}
         largest = med[SIZES[-1]]
-        row_target = f"< {TARGET_SECONDS * 1000:.0f} ms" if call.startswith("cli") else ""
+        cli = call.startswith("cli")
+        row_target = f"< {TARGET_SECONDS * 1000:.0f} ms" if cli else ""
         result.row(f"{call}: " + " | ".join(str(s) for s in SIZES) + " CPUs",
                    " | ".join(common.ms(med[size]) for size in SIZES), row_target,
                    largest < TARGET_SECONDS if row_target else None)

@@ -12,7 +12,8 @@ from . import __version__, logs
 from .errors import EXIT_ERROR, EXIT_USAGE, KcmError, UsageError
 
 log = logs.get_logger("kcm_hook")
-HOOK_OPTIONS = {"prestart": ("--conf-dir", "--docker-host"), "poststop": ("--conf-dir",)}
+HOOK_OPTIONS = {"prestart": ("--conf-dir", "--docker-host"),
+                "poststop": ("--conf-dir",)}
 # KCM_LOG_LEVEL values under which a hook logs nothing below a warning.
 QUIET_LEVELS = {"WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}
 
@@ -240,7 +241,7 @@ def cmd_describe(conf_dir):
 
 
 def setup_hook_logging():
-    """Defer setup_logging until a record is due, when the level lets a hook be quiet."""
+    """Defer setup_logging until a record is due, if the level lets a hook be quiet."""
     level = QUIET_LEVELS.get(os.environ.get("KCM_LOG_LEVEL", "warning").upper())
     if level is None or os.environ.get("KCM_LOG_FILE"):
         setup_logging()

@@ -215,7 +215,7 @@ class Configuration:
             for name, pool in self.pools().items()}}
 
     def locked(self, timeout=None):
-        """Hold the exclusive lock on <conf-dir>/lock for the duration of a with block."""
+        """Hold the exclusive lock on <conf-dir>/lock for a with block."""
         return _Locked(self, timeout)
 
 

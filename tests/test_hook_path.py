@@ -73,8 +73,8 @@ def test_library_use_logs_straight_through_logging(caplog):
 
 def test_a_hook_warning_still_reaches_stderr_formatted(monkeypatch, capsys):
     monkeypatch.delenv("KCM_LOG_LEVEL", raising=False)
-    monkeypatch.setattr(cli, "dispatch",
-                        lambda args: logs.get_logger("kcm_hook.hooks").warning("odd %s", 1))
+    hooks_log = logs.get_logger("kcm_hook.hooks")
+    monkeypatch.setattr(cli, "dispatch", lambda args: hooks_log.warning("odd %s", 1))
 
     assert main(["poststop"]) == 0
 
@@ -98,7 +98,8 @@ def test_main_leaves_no_deferred_setup_behind():
 
 
 @pytest.mark.parametrize("stage", ["prestart", "poststop"])
-def test_hooks_import_neither_argparse_logging_nor_dataclasses(conf_dir, tmp_path, stage):
+def test_hooks_import_neither_argparse_logging_nor_dataclasses(conf_dir, tmp_path,
+                                                               stage):
     host = FakeHost(str(tmp_path / "host"), 1)
     host.spawn(100, "/c1")
     state = json.dumps({"id": "c1", "bundle": "/nonexistent", "pid": 100,
