@@ -1,0 +1,244 @@
+"""`reconcile`: free the cpusets of holders that are gone.
+
+Once, every S seconds (--interval), or as a long-running watcher (--watch)
+that listens to the kernel's process event connector and sweeps as soon as
+a recorded holder exits (Documentation/driver-api/connector.rst; events come
+as PROC_EVENT_EXIT from do_exit(), after the task has become a zombie). The
+connector drops events when the socket overruns, and none are seen while no
+watcher runs, so a full sweep runs at start and every S seconds as well.
+
+Every sweep is allocator.sweep under the lock, which compares pid and start
+time: a live holder is never freed, whatever the events say.
+"""
+
+import errno
+import logging
+import math
+import os
+import queue
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+from . import allocator, procfs
+from .errors import KcmError, UsageError
+from .pools import HOLDERS_FILE, Configuration
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 10.0
+READY_TIMEOUT = 10.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PROC_EVENT_EXIT = 0x80000000  # <linux/cn_proc.h>
+MAX_BATCH = 4096
+
+# Messages from the event reader and the signal handlers to the main loop.
+STOP, READY, OVERRUN = "stop", "ready", "overrun"
+
+
+class ReaderFailed:
+    """The event reader cannot go on; `error` says why."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+def run(conf_dir, interval=None, watch=False):
+    """Sweep once, or until SIGTERM every `interval` seconds and/or on exit events."""
+    conf = Configuration(conf_dir)
+    if interval is None and not watch:
+        freed = sweep(conf)
+        print(f"freed {freed} stale entr{'y' if freed == 1 else 'ies'} in {conf.path}")
+        return 0
+    period = check_interval(DEFAULT_INTERVAL if interval is None else interval)
+    conf.check_exists()
+
+    inbox = queue.SimpleQueue()
+    with stop_signals(inbox):
+        watching = watch and start_watching(inbox, period)
+        serve(conf, period, inbox, watching)
+    return 0
+
+
+def check_interval(value):
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"--interval={value:g}: must be a positive number of seconds")
+    return value
+
+
+def sweep(conf):
+    """One full sweep under the lock; return the number of entries freed."""
+    with conf.locked():
+        return allocator.sweep(conf)
+
+
+def serve(conf, period, inbox, watching):
+    """The main loop: sweep when due or when a holder exits, until STOP."""
+    holders = HolderIndex(conf)
+    next_sweep = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= next_sweep:
+            _logged_sweep(conf, "periodic")
+            next_sweep = now + period
+        try:
+            batch = _take_batch(inbox, next_sweep - now)
+        except queue.Empty:
+            continue
+        if STOP in batch:
+            log.info("stopping on signal")
+            return
+        failed = [item for item in batch if isinstance(item, ReaderFailed)]
+        if failed:
+            log.warning("process events stopped (%s): falling back to a full sweep "
+                        "every %g s", failed[0].error, period)
+            watching = False
+        if OVERRUN in batch:
+            log.warning("process events were lost (socket overrun): sweeping")
+            _logged_sweep(conf, "overrun")
+        elif watching and holders.any_gone(i for i in batch if isinstance(i, int)):
+            _logged_sweep(conf, "exit event")
+
+
+def _take_batch(inbox, timeout):
+    """Wait up to `timeout` for one message, then take what else is queued."""
+    batch = [inbox.get(timeout=max(0.0, timeout))]
+    while len(batch) < MAX_BATCH:
+        try:
+            batch.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+def _logged_sweep(conf, why):
+    try:
+        freed = sweep(conf)
+    except KcmError as err:
+        # The configuration may be mended while the watcher runs: keep going.
+        log.error("%s sweep failed: %s", why, err)
+        return
+    if freed:
+        log.info("%s sweep freed %s entries", why, freed)
+
+
+class HolderIndex:
+    """The recorded holders' pids and start times, re-read when holders.json changes.
+
+    The file is replaced by rename on every change, so its inode, mtime and
+    size change too; a change this key misses is caught by the next periodic
+    sweep.
+    """
+
+    def __init__(self, conf):
+        self.conf = conf
+        self.path = os.path.join(conf.path, HOLDERS_FILE)
+        self._key = None
+        self._starts = {}
+
+    def starts(self):
+        """{pid: [start, ...]} of the recorded holders."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return {}
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key != self._key:
+            try:
+                holders = self.conf.holders()
+            except KcmError as err:
+                log.error("cannot read the holders: %s", err)
+                return {}
+            self._starts = {}
+            for holder in holders:
+                self._starts.setdefault(holder.pid, []).append(holder.start)
+            self._key = key
+        return self._starts
+
+    def any_gone(self, pids):
+        """True when one of `pids` is a recorded holder that is no longer alive."""
+        starts = self.starts()
+        return any(not procfs.is_holder(pid, start)
+                   for pid in set(pids) if pid in starts for start in starts[pid])
+
+
+def start_watching(inbox, period):
+    """Start the event reader; True once it listens, False (with a warning) if not."""
+    thread = threading.Thread(target=read_events, args=(inbox,), name="proc-events",
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + READY_TIMEOUT
+    held = []  # a STOP that came first, handed back to the main loop
+    try:
+        while True:
+            try:
+                item = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                item = ReaderFailed(f"no answer within {READY_TIMEOUT:g} s")
+            if item == READY:
+                log.info("listening to process events; full sweep every %g s", period)
+                return True
+            if isinstance(item, ReaderFailed):
+                log.warning("cannot listen to the kernel's process events (%s): it "
+                            "needs root (CAP_NET_ADMIN) and a kernel built with "
+                            "CONFIG_PROC_EVENTS; falling back to a full sweep every "
+                            "%g s", item.error, period)
+                return False
+            held.append(item)
+    finally:
+        for item in held:
+            inbox.put(item)
+
+
+def read_events(inbox):
+    """In the reader thread: put the pid of each exiting process into `inbox`.
+
+    pyroute2 is imported here, by --watch alone. It hides the errno of a
+    failed bind(2) behind KeyError("no free address available"), hence the
+    broad catch around the setup.
+    """
+    try:
+        from pyroute2 import ProcEventSocket
+
+        sock = ProcEventSocket()
+        sock.bind()
+        sock.control(listen=True)
+    except Exception as err:  # ImportError, OSError, NetlinkError, KeyError
+        inbox.put(ReaderFailed(_describe(err)))
+        return
+    inbox.put(READY)
+    while True:
+        try:
+            messages = sock.get()
+        except Exception as err:
+            if getattr(err, "errno", None) == errno.ENOBUFS or \
+                    getattr(err, "code", None) == errno.ENOBUFS:
+                inbox.put(OVERRUN)
+                continue
+            inbox.put(ReaderFailed(_describe(err)))
+            return
+        for message in messages:
+            if message.get("what") == PROC_EVENT_EXIT:
+                # The thread group id is the process id; a thread's exit
+                # matters too, when it is the last one of a holder.
+                inbox.put(message["process_tgid"])
+
+
+def _describe(err):
+    text = str(err) or "no detail"
+    return f"{type(err).__name__}: {text}"
+
+
+@contextmanager
+def stop_signals(inbox):
+    """Turn SIGTERM and SIGINT into a STOP message in `inbox` for the duration."""
+    def handle(signum, frame):
+        inbox.put(STOP)  # SimpleQueue.put is reentrant: safe in a signal handler
+
+    previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
