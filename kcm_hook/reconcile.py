@@ -76,6 +76,8 @@ def sweep(conf):
 def serve(conf, period, inbox, watching):
     """The main loop: sweep when due or when a holder exits, until STOP."""
     holders = HolderIndex(conf)
+    log.info("reconciling %s: a full sweep every %g s%s", conf.path, period,
+             ", and when a holder exits" if watching else "")
     next_sweep = time.monotonic()
     while True:
         now = time.monotonic()
@@ -177,7 +179,7 @@ def start_watching(inbox, period):
             except queue.Empty:
                 item = ReaderFailed(f"no answer within {READY_TIMEOUT:g} s")
             if item == READY:
-                log.info("listening to process events; full sweep every %g s", period)
+                log.info("listening to process events")
                 return True
             if isinstance(item, ReaderFailed):
                 log.warning("cannot listen to the kernel's process events (%s): it "
