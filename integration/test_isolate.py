@@ -33,7 +33,7 @@ REPORTER = textwrap.dedent("""\
     """)
 
 
-def isolate(conf_dir, pool, *command, **kwargs):
+def isolate(conf_dir, pool, *command):
     return [KCM_HOOK, "isolate", f"--conf-dir={conf_dir}", f"--pool={pool}", *command]
 
 
@@ -59,7 +59,7 @@ def gone(pid):
 
 def run(argv):
     return subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
 
 
 def test_exit_codes_and_one_line_errors(host_conf, tmp_path):
@@ -68,7 +68,8 @@ def test_exit_codes_and_one_line_errors(host_conf, tmp_path):
     binary = tmp_path / "binary"
     binary.write_bytes(b"\x00\x01 not a format the kernel knows\n")
     binary.chmod(0o755)
-    assert run(isolate(host_conf, "dataplane", "sh", "--", "-c", "exit 5")).returncode == 5
+    exit5 = run(isolate(host_conf, "dataplane", "sh", "--", "-c", "exit 5"))
+    assert exit5.returncode == 5
     assert run(isolate(host_conf, "dataplane", "true")).returncode == 0
     killed = run(isolate(host_conf, "dataplane", "sh", "--", "-c", "kill -KILL $$"))
     assert killed.returncode == 128 + 9

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 from contextlib import contextmanager
 
 import pytest
@@ -53,8 +54,9 @@ def reconciler(conf_dir, log_path, *options, prefix=()):
     """A running `reconcile` logging at info to `log_path`; stopped afterwards."""
     env = dict(os.environ, KCM_LOG_LEVEL="info")
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([*prefix, KCM_HOOK, "reconcile", f"--conf-dir={conf_dir}",
-                                 *options], stdout=log, stderr=log, env=env,
+        proc = subprocess.Popen([*prefix, KCM_HOOK, "reconcile",
+                                 f"--conf-dir={conf_dir}", *options],
+                                stdout=log, stderr=log, env=env,
                                 stdin=subprocess.DEVNULL)
     try:
         yield proc
@@ -67,13 +69,19 @@ def reconciler(conf_dir, log_path, *options, prefix=()):
 def stop(proc, log_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-    assert "stopping on signal" in open(log_path).read()
+    assert "stopping on signal" in read(log_path)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 def test_watch_frees_the_cpuset_of_a_killed_container_init(runc, host_conf, tmp_path):
     dataplane = only_cpuset(host_conf, "dataplane")
     bundle = make_bundle(str(tmp_path / "b"), SHOW_AND_WAIT,
-                         annotations={"kcm.pool": "dataplane"}, hooks=kcm_hooks(host_conf))
+                         annotations={"kcm.pool": "dataplane"},
+                         hooks=kcm_hooks(host_conf))
     assert runc.run_detached("held", bundle, str(tmp_path / "c.log")) == 0
     read_when(str(tmp_path / "c.log"), f"Cpus_allowed_list:\t{dataplane}")
     init = runc.state("held")["pid"]
@@ -144,7 +152,7 @@ def test_once_frees_a_record_whose_pid_is_another_process_now(host_conf, tmp_pat
             conf.write_holders(holders)
 
         result = subprocess.run([KCM_HOOK, "reconcile", f"--conf-dir={host_conf}"],
-                                capture_output=True, text=True,
+                                capture_output=True, text=True, check=False,
                                 env=dict(os.environ, KCM_LOG_LEVEL="info"))
 
         assert result.returncode == 0, result.stderr
@@ -173,7 +181,7 @@ def test_sweeps_never_free_live_holders_while_isolates_come_and_go(host_conf, tm
                                        CHECK_STILL_HELD, "sh", tasks])
                      for _ in range(6)]
             once = subprocess.run([KCM_HOOK, "reconcile", f"--conf-dir={host_conf}"],
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, check=False)
             assert once.returncode == 0, once.stderr
             assert [p.wait(timeout=120) for p in procs] == [0] * 6
         assert nothing_held(host_conf)
@@ -204,7 +212,7 @@ def test_watch_without_privilege_warns_and_sweeps_periodically(nobody_dir):
 
     with reconciler(conf_dir, log, "--watch", "--interval=0.2", prefix=as_nobody) as w:
         read_when(log, "falling back to a full sweep every 0.2 s")
-        assert "cannot listen to the kernel's process events" in open(log).read()
+        assert "cannot listen to the kernel's process events" in read(log)
         isolate = subprocess.Popen([*as_nobody, KCM_HOOK, "isolate",
                                     f"--conf-dir={conf_dir}", "--pool=dataplane",
                                     python, "--", "-c", REPORTER, out])
@@ -215,5 +223,67 @@ def test_watch_without_privilege_warns_and_sweeps_periodically(nobody_dir):
         isolate.wait(timeout=60)
 
         wait_for(lambda: tasks_as(as_nobody, conf_dir) == {}, what="a periodic sweep")
-        assert f"pid={child} container=None" in open(log).read()
+        assert f"pid={child} container=None" in read(log)
         stop(w, log)
+
+
+# Run in a process of its own: the reader thread it starts never returns.
+OVERRUN = textwrap.dedent("""\
+    import json, queue, socket, subprocess, threading, time
+    from kcm_hook import reconcile
+
+    burst_done = threading.Event()
+    opened = []
+
+    class Unread:
+        # The first socket: a tiny buffer, and nothing read until the burst is over.
+        def __init__(self, sock):
+            self.sock = sock
+        def get(self):
+            burst_done.wait()
+            return self.sock.get()
+        def close(self):
+            self.sock.close()
+
+    def listen():
+        sock = reconcile.listen_to_events()
+        opened.append(sock)
+        if len(opened) > 1:
+            return sock
+        # The kernel raises this to its minimum, a few messages' worth.
+        sock.asyncore.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        return Unread(sock)
+
+    inbox = queue.SimpleQueue()
+    threading.Thread(target=reconcile.read_events, args=(inbox, listen),
+                     daemon=True).start()
+    seen = [inbox.get(timeout=20)]
+    for _ in range(200):
+        subprocess.run(["true"], check=True)
+    burst_done.set()
+    while not isinstance(seen[-1], reconcile.Lost):
+        seen.append(inbox.get(timeout=20))
+    after = subprocess.Popen(["true"])
+    after.wait()
+    pids = []
+    deadline = time.monotonic() + 20
+    while after.pid not in pids and time.monotonic() < deadline:
+        try:
+            pids.append(inbox.get(timeout=1))
+        except queue.Empty:
+            pass
+    print(json.dumps({"first": seen[0], "lost": seen[-1].reason,
+                      "sockets": len(opened), "after_seen": after.pid in pids}))
+    """)
+
+
+def test_reader_starts_over_after_an_overrun_and_reports_the_loss():
+    result = subprocess.run([sys.executable, "-c", OVERRUN], capture_output=True,
+                            text=True, timeout=120, check=False)
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["first"] == "ready"
+    assert report["sockets"] == 2
+    assert report["after_seen"] is True
+    assert report["lost"]  # pyroute2's own words for the overrun

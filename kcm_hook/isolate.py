@@ -22,8 +22,13 @@ import shutil
 import signal
 
 from . import allocator, cpulist, oci
-from .errors import (EXIT_CANNOT_RUN, EXIT_NOT_FOUND, AffinityError, CommandError,
-                     KcmError)
+from .errors import (
+    EXIT_CANNOT_RUN,
+    EXIT_NOT_FOUND,
+    AffinityError,
+    CommandError,
+    KcmError,
+)
 from .pools import Configuration
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ Every sweep is allocator.sweep under the lock, which compares pid and start
 time: a live holder is never freed, whatever the events say.
 """
 
-import errno
 import logging
 import math
 import os
@@ -32,9 +31,17 @@ READY_TIMEOUT = 10.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PROC_EVENT_EXIT = 0x80000000  # <linux/cn_proc.h>
 MAX_BATCH = 4096
+MAX_FAILURES = 3  # reads failing in a row, each on a new socket, before giving up
 
 # Messages from the event reader and the signal handlers to the main loop.
-STOP, READY, OVERRUN = "stop", "ready", "overrun"
+STOP, READY = "stop", "ready"
+
+
+class Lost:
+    """Events were lost (socket overrun, read error); `reason` says how."""
+
+    def __init__(self, reason):
+        self.reason = reason
 
 
 class ReaderFailed:
@@ -96,9 +103,10 @@ def serve(conf, period, inbox, watching):
             log.warning("process events stopped (%s): falling back to a full sweep "
                         "every %g s", failed[0].error, period)
             watching = False
-        if OVERRUN in batch:
-            log.warning("process events were lost (socket overrun): sweeping")
-            _logged_sweep(conf, "overrun")
+        lost = [item for item in batch if isinstance(item, Lost)]
+        if lost:
+            log.warning("process events were lost (%s): sweeping", lost[0].reason)
+            _logged_sweep(conf, "lost events")
         elif watching and holders.any_gone(i for i in batch if isinstance(i, int)):
             _logged_sweep(conf, "exit event")
 
@@ -165,10 +173,10 @@ class HolderIndex:
                    for pid in set(pids) if pid in starts for start in starts[pid])
 
 
-def start_watching(inbox, period):
+def start_watching(inbox, period, listen=None):
     """Start the event reader; True once it listens, False (with a warning) if not."""
-    thread = threading.Thread(target=read_events, args=(inbox,), name="proc-events",
-                              daemon=True)
+    thread = threading.Thread(target=read_events, args=(inbox, listen),
+                              name="proc-events", daemon=True)
     thread.start()
     deadline = time.monotonic() + READY_TIMEOUT
     held = []  # a STOP that came first, handed back to the main loop
@@ -193,33 +201,35 @@ def start_watching(inbox, period):
             inbox.put(item)
 
 
-def read_events(inbox):
+def read_events(inbox, listen=None):
     """In the reader thread: put the pid of each exiting process into `inbox`.
 
-    pyroute2 is imported here, by --watch alone. It hides the errno of a
-    failed bind(2) behind KeyError("no free address available"), hence the
-    broad catch around the setup.
+    After an overrun (ENOBUFS) pyroute2 raises the same error on every later
+    get(), so any failure to read starts over on a new socket, then reports
+    the events lost in between.
     """
-    try:
-        from pyroute2 import ProcEventSocket
-
-        sock = ProcEventSocket()
-        sock.bind()
-        sock.control(listen=True)
-    except Exception as err:  # ImportError, OSError, NetlinkError, KeyError
-        inbox.put(ReaderFailed(_describe(err)))
+    listen = listen or listen_to_events
+    sock = _listen_or_report(inbox, listen)
+    if sock is None:
         return
     inbox.put(READY)
+    failures = 0
     while True:
         try:
             messages = sock.get()
-        except Exception as err:
-            if getattr(err, "errno", None) == errno.ENOBUFS or \
-                    getattr(err, "code", None) == errno.ENOBUFS:
-                inbox.put(OVERRUN)
-                continue
-            inbox.put(ReaderFailed(_describe(err)))
-            return
+        except Exception as err:  # noqa: BLE001 any failure: start over
+            _close(sock)
+            failures += 1
+            if failures > MAX_FAILURES:
+                inbox.put(ReaderFailed(f"{failures} read failures in a row, the "
+                                       f"last {_describe(err)}"))
+                return
+            sock = _listen_or_report(inbox, listen)
+            if sock is None:
+                return
+            inbox.put(Lost(_describe(err)))
+            continue
+        failures = 0
         for message in messages:
             if message.get("what") == PROC_EVENT_EXIT:
                 # The thread group id is the process id; a thread's exit
@@ -227,9 +237,42 @@ def read_events(inbox):
                 inbox.put(message["process_tgid"])
 
 
+def listen_to_events():
+    """A pyroute2 ProcEventSocket listening to process events (imported here only)."""
+    from pyroute2 import ProcEventSocket
+
+    sock = ProcEventSocket()
+    try:
+        sock.bind()
+        sock.control(listen=True)
+    except BaseException:
+        _close(sock)
+        raise
+    return sock
+
+
+def _listen_or_report(inbox, listen):
+    # pyroute2 hides the errno of a failed bind(2) behind KeyError("no free
+    # address available"), hence the broad catch.
+    try:
+        return listen()
+    except Exception as err:  # noqa: BLE001 ImportError, OSError, NetlinkError...
+        inbox.put(ReaderFailed(_describe(err)))
+        return None
+
+
+def _close(sock):
+    try:
+        sock.close()
+    except Exception:  # closing a broken socket: nothing to add
+        log.debug("closing the event socket failed", exc_info=True)
+
+
 def _describe(err):
-    text = str(err) or "no detail"
-    return f"{type(err).__name__}: {text}"
+    kind = type(err)
+    name = kind.__name__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__name__}"
+    return f"{name}: {err or 'no detail'}"
 
 
 @contextmanager

@@ -9,8 +9,15 @@ import sys
 import pytest
 
 from kcm_hook import allocator, isolate, layout, topology
-from kcm_hook.errors import (EXIT_CANNOT_RUN, EXIT_NOT_FOUND, AffinityError,
-                             CommandError, PoolError, PoolExhausted, StateError)
+from kcm_hook.errors import (
+    EXIT_CANNOT_RUN,
+    EXIT_NOT_FOUND,
+    AffinityError,
+    CommandError,
+    PoolError,
+    PoolExhausted,
+    StateError,
+)
 from kcm_hook.pools import Configuration
 
 
@@ -92,7 +99,8 @@ def test_records_the_command_itself_with_its_start_time(host_conf, tmp_path):
 
 
 def test_missing_command_is_refused_and_nothing_stays(host_conf):
-    with pytest.raises(CommandError, match="'no-such-command' not found in PATH") as err:
+    with pytest.raises(CommandError, match="'no-such-command' not found in PATH") \
+            as err:
         isolate.run(host_conf, "dataplane", ["no-such-command"])
     assert err.value.exit_code == EXIT_NOT_FOUND
 

@@ -94,7 +94,8 @@ LEADER_EXITS = textwrap.dedent("""\
 
 
 def test_process_whose_main_thread_exited_but_others_run_is_kept(conf, sleeper):
-    proc = subprocess.Popen([sys.executable, "-c", LEADER_EXITS], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", LEADER_EXITS],
+                            stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline() == b"ready\n"
         record(conf, "dataplane", proc.pid)
