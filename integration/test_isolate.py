@@ -92,6 +92,37 @@ def test_exit_codes_and_one_line_errors(host_conf, tmp_path):
     assert held(host_conf) == ({}, [])
 
 
+def ignored_signals(status_text):
+    mask = int(next(line.split()[1] for line in status_text.splitlines()
+                    if line.startswith("SigIgn:")), 16)
+    return {signal.Signals(n) for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+def test_command_starts_with_default_signal_dispositions(host_conf):
+    result = run(isolate(host_conf, "infra", "cat", "/proc/self/status"))
+    assert result.returncode == 0, result.stderr
+    assert ignored_signals(result.stdout) == set()
+
+    # What was ignored when isolate started stays ignored, as nohup(1) wants.
+    nohup = run(["nohup", *isolate(host_conf, "infra", "cat", "/proc/self/status")])
+    assert nohup.returncode == 0, nohup.stderr
+    assert ignored_signals(nohup.stdout) == {signal.SIGHUP}
+
+
+def test_status_is_returned_when_sigchld_was_ignored(host_conf):
+    ignoring = [sys.executable, "-c", ("import os, signal, sys; "
+                                       "signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+                                       "os.execv(sys.argv[1], sys.argv[1:])")]
+
+    exit7 = run([*ignoring, *isolate(host_conf, "infra", "sh", "--", "-c", "exit 7")])
+    status = run([*ignoring, *isolate(host_conf, "infra", "cat", "/proc/self/status")])
+
+    assert exit7.returncode == 7, exit7.stderr
+    assert status.returncode == 0, status.stderr
+    assert ignored_signals(status.stdout) == {signal.SIGCHLD}
+    assert held(host_conf) == ({}, [])
+
+
 def test_command_sees_its_cpus_and_arguments(host_conf):
     dataplane = only_cpuset(host_conf, "dataplane")
     script = 'grep Cpus_allowed_list /proc/self/status; echo "$KCM_CPUS_ASSIGNED" "$@"'

@@ -24,6 +24,7 @@ import signal
 from . import allocator, cpulist, oci
 from .errors import (
     EXIT_CANNOT_RUN,
+    EXIT_ERROR,
     EXIT_NOT_FOUND,
     AffinityError,
     CommandError,
@@ -48,9 +49,12 @@ def run(conf_dir, pool, argv):
     conf.pool(pool)
     path = resolve(argv[0])
 
+    # An inherited SIG_IGN for SIGCHLD would have the kernel reap the child
+    # before isolate can read its status.
+    old_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
     try:
-        child = Child(path, argv, old_mask)
+        child = Child(path, argv, old_mask, _dispositions(old_chld))
         try:
             cpus = _take(conf, pool, child.pid)
         except BaseException:
@@ -59,6 +63,21 @@ def run(conf_dir, pool, argv):
         return _run_child(conf, child, cpus)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        signal.signal(signal.SIGCHLD, old_chld)
+
+
+def _dispositions(old_chld):
+    """The signal dispositions the command starts with, as if run from a shell.
+
+    Python ignores SIGPIPE and SIGXFSZ and handles SIGINT itself; the command
+    gets the defaults back, as subprocess does, except for signals that were
+    ignored when isolate started.
+    """
+    wanted = {signum: signal.SIG_DFL for signum in FORWARDED
+              if signal.getsignal(signum) != signal.SIG_IGN}
+    wanted.update({signal.SIGPIPE: signal.SIG_DFL, signal.SIGXFSZ: signal.SIG_DFL,
+                   signal.SIGCHLD: old_chld})
+    return wanted
 
 
 def resolve(command):
@@ -136,7 +155,7 @@ def _free(conf, pid):
 class Child:
     """A forked child that waits for its CPUs, then execs the command."""
 
-    def __init__(self, path, argv, old_mask):
+    def __init__(self, path, argv, old_mask, dispositions):
         self.path = path
         gate_r, self._gate = os.pipe2(os.O_CLOEXEC)
         self._report, report_w = os.pipe2(os.O_CLOEXEC)
@@ -144,15 +163,21 @@ class Child:
         self.pid = os.fork()
         if self.pid == 0:
             _child_main((gate_r, self._gate), (self._report, report_w), parent, path,
-                        argv, old_mask)
+                        argv, old_mask, dispositions)
         os.close(gate_r)
         os.close(report_w)
 
     def start(self, cpus):
         """Let the child exec; raise CommandError when the exec fails."""
-        os.write(self._gate, cpus.encode())
-        os.close(self._gate)
-        self._gate = None
+        try:
+            os.write(self._gate, cpus.encode())
+        except BrokenPipeError:
+            os.close(self._report)
+            raise CommandError(f"the process that was to run {self.path} exited "
+                               "before it could", EXIT_ERROR) from None
+        finally:
+            os.close(self._gate)
+            self._gate = None
         report = _read_all(self._report)
         os.close(self._report)
         if report:
@@ -187,7 +212,7 @@ class Child:
         os.waitpid(self.pid, 0)
 
 
-def _child_main(gate, report, parent, path, argv, old_mask):
+def _child_main(gate, report, parent, path, argv, old_mask, dispositions):
     """In the child: never return, never raise into the parent's code.
 
     `gate` and `report` are pipes (read end, write end); the child keeps the
@@ -206,9 +231,8 @@ def _child_main(gate, report, parent, path, argv, old_mask):
         if not cpus:  # isolate closed the gate without a cpuset
             os._exit(EXIT_ABANDONED)
         env = dict(os.environ, **{CPUS_ENV: cpus.decode()})
-        for signum in FORWARDED:
-            if signal.getsignal(signum) != signal.SIG_IGN:
-                signal.signal(signum, signal.SIG_DFL)
+        for signum, disposition in dispositions.items():
+            signal.signal(signum, disposition)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.execve(path, argv, env)
     except OSError as err:
