@@ -45,10 +45,12 @@ class Lost:
 
 
 class ReaderFailed:
-    """The event reader cannot go on; `error` says why."""
+    """The event reader cannot go on; `error` says why, `hint` what would help."""
 
-    def __init__(self, error):
+    def __init__(self, error, hint=None):
         self.error = error
+        self.hint = hint or ("it needs root (CAP_NET_ADMIN) in the host's pid "
+                             "namespace and a kernel built with CONFIG_PROC_EVENTS")
 
 
 def run(conf_dir, interval=None, watch=False):
@@ -190,10 +192,9 @@ def start_watching(inbox, period, listen=None):
                 log.info("listening to process events")
                 return True
             if isinstance(item, ReaderFailed):
-                log.warning("cannot listen to the kernel's process events (%s): it "
-                            "needs root (CAP_NET_ADMIN) and a kernel built with "
-                            "CONFIG_PROC_EVENTS; falling back to a full sweep every "
-                            "%g s", item.error, period)
+                log.warning("cannot listen to the kernel's process events (%s): %s; "
+                            "falling back to a full sweep every %g s", item.error,
+                            item.hint, period)
                 return False
             held.append(item)
     finally:
@@ -256,9 +257,12 @@ def _listen_or_report(inbox, listen):
     # address available"), hence the broad catch.
     try:
         return listen()
-    except Exception as err:  # noqa: BLE001 ImportError, OSError, NetlinkError...
+    except ImportError as err:
+        inbox.put(ReaderFailed(_describe(err), "install pyroute2 for the Python "
+                               "that runs kcm-hook"))
+    except Exception as err:  # noqa: BLE001 OSError, NetlinkError, KeyError...
         inbox.put(ReaderFailed(_describe(err)))
-        return None
+    return None
 
 
 def _close(sock):

@@ -1,6 +1,7 @@
 """reconcile once, on real processes recorded as holders of a real configuration."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -169,3 +170,29 @@ def test_once_and_isolate_do_not_import_pyroute2(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.splitlines()[-1] == "[]"
+
+
+def test_watch_without_pyroute2_warns_and_ends_cleanly_on_sigterm(conf, tmp_path):
+    """A Python without site packages (as the installed hook may run) has no pyroute2."""
+    python = "/usr/bin/python3"
+    if not os.path.exists(python):
+        pytest.skip("no system python3 without the project's dependencies")
+    source = os.path.dirname(os.path.dirname(os.path.abspath(reconcile.__file__)))
+    code = (f"import sys; sys.path.insert(0, {source!r}); from kcm_hook import cli; "
+            f"sys.exit(cli.main(['reconcile', '--conf-dir={conf.path}', '--watch']))")
+    log = tmp_path / "log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([python, "-S", "-I", "-c", code], stderr=err)
+    try:
+        deadline = time.monotonic() + 20
+        while "falling back" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no fallback warning"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ("No module named 'pyroute2'): install pyroute2 for the Python that runs "
+            "kcm-hook; falling back to a full sweep every 10 s") in log.read_text()
