@@ -2,8 +2,9 @@
 
 Once, every S seconds (--interval), or as a long-running watcher (--watch)
 that listens to the kernel's process event connector and sweeps as soon as
-a recorded holder exits (Documentation/driver-api/connector.rst; events come
-as PROC_EVENT_EXIT from do_exit(), after the task has become a zombie). The
+a recorded holder exits (Documentation/driver-api/connector.rst). The
+kernel sends PROC_EVENT_EXIT from do_exit() right after exit_notify(), so the
+process already shows as a zombie, or is gone, when the event is read. The
 connector drops events when the socket overruns, and none are seen while no
 watcher runs, so a full sweep runs at start and every S seconds as well.
 
@@ -169,7 +170,12 @@ class HolderIndex:
         return self._starts
 
     def any_gone(self, pids):
-        """True when one of `pids` is a recorded holder that is no longer alive."""
+        """True when one of `pids` is a recorded holder that is no longer alive.
+
+        TODO: kernels older than the move of proc_exit_connector() after
+        exit_notify() send the event while the process still looks alive;
+        there the cpuset waits for the next periodic sweep.
+        """
         starts = self.starts()
         return any(not procfs.is_holder(pid, start)
                    for pid in set(pids) if pid in starts for start in starts[pid])
