@@ -173,7 +173,7 @@ def test_once_and_isolate_do_not_import_pyroute2(tmp_path):
 
 
 def test_watch_without_pyroute2_warns_and_ends_cleanly_on_sigterm(conf, tmp_path):
-    """A Python without site packages (as the installed hook may run) has no pyroute2."""
+    """A python3 without site packages, as the installed hook runs: no pyroute2."""
     python = "/usr/bin/python3"
     if not os.path.exists(python):
         pytest.skip("no system python3 without the project's dependencies")
