@@ -160,7 +160,15 @@ def _round(argv, env, conf_dir, pids, pool, tag):
     procs = [subprocess.Popen(argv, env=env, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in pids]
-    outputs = [proc.communicate(state) for proc, state in zip(procs, states)]
+    # Every state goes in before any output is awaited: a hook reads its state
+    # first, so feeding them one by one would run the hooks one by one. Each
+    # state and each output fit in a pipe's buffer.
+    for proc, state in zip(procs, states):
+        proc.stdin.write(state)
+        proc.stdin.close()
+    outputs = [(proc.stdout.read(), proc.stderr.read()) for proc in procs]
+    for proc in procs:
+        proc.wait()
     seconds = time.perf_counter() - start
 
     locks, failures = [], []
