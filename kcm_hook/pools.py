@@ -24,6 +24,7 @@ import time
 
 from . import cpulist
 from .errors import ConfigError, CpuListError, LockTimeout, PoolError
+from .records import Record
 
 DEFAULT_CONF_DIR = "/etc/kcm"
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -51,27 +52,7 @@ def lock_timeout():
     return value
 
 
-class _Record:
-    """Equality and repr over `_fields`, as a dataclass has them.
-
-    Plain classes rather than dataclasses: `import dataclasses` costs ~6 ms,
-    paid by the hooks at every container start.
-    """
-
-    _fields = ()
-    __hash__ = None
-
-    def __eq__(self, other):
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self._fields)
-
-    def __repr__(self):
-        values = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
-        return f"{type(self).__name__}({values})"
-
-
-class CpuSet(_Record):
+class CpuSet(Record):
     """One cpuset of a pool, named by its canonical cpulist."""
 
     _fields = ("cpus", "tasks")
@@ -81,7 +62,7 @@ class CpuSet(_Record):
         self.tasks = [] if tasks is None else tasks
 
 
-class Pool(_Record):
+class Pool(Record):
     _fields = ("name", "exclusive", "cpusets")
 
     def __init__(self, name, exclusive, cpusets=None):
@@ -97,7 +78,7 @@ class Pool(_Record):
         return min(self.cpusets.values(), key=lambda c: len(c.tasks), default=None)
 
 
-class Holder(_Record):
+class Holder(Record):
     """A process holding a cpuset: a container's init or an isolated command."""
 
     _fields = ("pid", "start", "pool", "cpus", "container")

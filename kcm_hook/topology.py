@@ -12,30 +12,30 @@ sysfs-devices-system-cpu and Documentation/admin-guide/cputopology.rst):
 """
 
 import os
-from dataclasses import dataclass
 
 from . import cpulist
 from .errors import CpuListError, TopologyError
+from .records import FrozenRecord, Record
 
 
 def sysfs_root():
     return os.environ.get("KCM_SYSFS", "/sys")
 
 
-@dataclass(frozen=True)
-class Core:
+class Core(FrozenRecord):
     """A physical core: its (package, core id) and its online hardware threads."""
 
-    package: int
-    core_id: int
-    cpus: tuple
-    node: int
-    isolated: bool
+    _fields = ("package", "core_id", "cpus", "node", "isolated")
+
+    def __init__(self, package, core_id, cpus, node, isolated):
+        self._freeze(package, core_id, cpus, node, isolated)
 
 
-@dataclass
-class Topology:
-    cores: list  # ordered by lowest CPU id
+class Topology(Record):
+    _fields = ("cores",)
+
+    def __init__(self, cores):
+        self.cores = cores  # ordered by lowest CPU id
 
     @property
     def cpus(self):
