@@ -23,4 +23,5 @@ def test_a_core_is_frozen_and_hashable():
     with pytest.raises(AttributeError, match="frozen"):
         core.node = 1
     assert Topology([core]).cpus == [3, 11]
-    assert repr(core) == "Core(package=0, core_id=3, cpus=(3, 11), node=0, isolated=False)"
+    assert repr(core) == ("Core(package=0, core_id=3, cpus=(3, 11), node=0, "
+                          "isolated=False)")
