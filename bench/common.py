@@ -167,6 +167,7 @@ def machine():
             "kernel": platform.release(), "python": platform.python_version(),
             "hook_python": hook_python(),
             "runc": _version([shutil.which("runc") or "runc", "--version"]),
+            "dockerd": _version([shutil.which("dockerd") or "dockerd", "--version"]),
             "load_at_start": [round(x, 2) for x in load],
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 

@@ -99,7 +99,7 @@ def run_one(number, work, runs):
 def print_table(machine, runs, results):
     print(f"\nkcm-hook benchmarks on {machine['host']}: {machine['cpus']} CPUs "
           f"({machine['cpu']}), kernel {machine['kernel']}, {machine['runc']}, "
-          f"hooks run by {machine['hook_python']}")
+          f"{machine['dockerd']}, hooks run by {machine['hook_python']}")
     print(f"{machine['date']}; load at start {machine['load_at_start']}; medians over "
           f"{runs} alternating runs unless stated\n")
     widths = (44, 40, 18)
