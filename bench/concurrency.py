@@ -231,9 +231,9 @@ def _report(result, setup, figures):
         entry = figures[n]
         p99 = common.percentile(entry["hold"], 99)
         target, met = _growth(throughputs, n)
+        lock, cpu = (common.median(entry[key]) * 100 for key in ("busy", "cpu"))
         result.row(f"{setup}, N={n}: allocs/s | lock, CPUs busy",
-                   f"{throughputs[n]:.0f} | {common.median(entry['busy']) * 100:.0f} % | "
-                   f"{common.median(entry['cpu']) * 100:.0f} %", target, met)
+                   f"{throughputs[n]:.0f} | {lock:.0f} %, {cpu:.0f} %", target, met)
         result.row(f"{setup}, N={n}: lock hold p50 | p99",
                    f"{common.ms(common.median(entry['hold']))} | {common.ms(p99)}",
                    "p99 < 5 ms", p99 < TARGET_P99)
