@@ -111,7 +111,7 @@ def _fake_setup(work, python, runs):
     try:
         for index, pid in enumerate(holders.pids):
             host.spawn(pid, f"/c{index}")
-        env = {"KCM_PROCFS": host.proc}
+        env = {"KCM_PROCFS": host.proc, "KCM_SYSFS": sysfs}
         return _measure(python, conf_dir, holders.pids, "dataplane", env, runs)
     finally:
         holders.stop()

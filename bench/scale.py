@@ -72,7 +72,7 @@ def _configuration(work, size, sleepers):
             cpuset.tasks = [proc.pid]
             conf.write_tasks(pool.name, cpuset)
         conf.write_holders(holders)
-    return conf_dir
+    return conf_dir, sysfs
 
 
 def _measure(launcher, confs, commands, runs):
@@ -80,10 +80,11 @@ def _measure(launcher, confs, commands, runs):
     calls = [f"cli {name}" for name in commands] + ["lib describe", "lib sweep"]
     samples = {call: {size: [] for size in SIZES} for call in calls}
     for index, size in common.rounds(SIZES, runs + 1):
-        conf_dir = confs[size]
+        conf_dir, sysfs = confs[size]
         for name, args in commands.items():
             seconds, done = common.timed_run(
-                [launcher, *args, f"--conf-dir={conf_dir}"], env=env,
+                [launcher, *args, f"--conf-dir={conf_dir}"],
+                env={**env, "KCM_SYSFS": sysfs},
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if done.returncode != 0:
                 raise RuntimeError(f"kcm-hook {name} on {size} CPUs failed: "
