@@ -20,5 +20,6 @@ setup(
     entry_points={"console_scripts": [
         "kcm-hook = kcm_hook.cli:entry_point",
         "kcm = kcm_hook.cli:entry_point",
+        "kcm-runc = kcm_hook.runtime:entry_point",
     ]},
 )

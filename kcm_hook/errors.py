@@ -51,3 +51,7 @@ class StateError(KcmError):
 
 class CgroupError(KcmError):
     """A container's cgroup cannot be found or written."""
+
+
+class DockerError(KcmError):
+    """dockerd did not answer, or answered with an error."""
