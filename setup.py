@@ -14,7 +14,7 @@ setup(
     version=__version__,
     description="CPU pools for the containers of one Linux host, through OCI hooks",
     packages=find_packages(include=["kcm_hook", "kcm_hook.*"]),
-    package_data={"kcm_hook": ["schemas/*.json"]},
+    package_data={"kcm_hook": ["schemas/*.json", "data/*.sh"]},
     python_requires=">=3.9",
     install_requires=["pyroute2>=0.7", "jsonschema>=4", "docker>=6"],
     entry_points={"console_scripts": [

@@ -230,10 +230,17 @@ class Session:
         # until then this lays out its agreed result by hand.
         import sys
 
+        from kcm_hook.runtime import front_script
+
         bin_dir = os.path.dirname(sys.executable)
         os.makedirs(self.install_dir)
-        for name in ("kcm-runc", "kcm-hook"):
-            os.symlink(os.path.join(bin_dir, name), os.path.join(self.install_dir, name))
+        os.symlink(os.path.join(bin_dir, "kcm-hook"),
+                   os.path.join(self.install_dir, "kcm-hook"))
+        os.symlink(os.path.join(bin_dir, "kcm-runc"),
+                   os.path.join(self.install_dir, "kcm-runc-py"))
+        with open(self.wrapper, "w") as f:
+            f.write(front_script())
+        os.chmod(self.wrapper, 0o755)
         self.write_settings(os.path.join(self.install_dir, "kcm-install.json"), None)
         with open(self.dockerd.config_file) as f:
             config = json.load(f)

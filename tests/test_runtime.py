@@ -399,3 +399,98 @@ def test_bad_bundle_flag_is_a_usage_error(install_dir, recorder):
     assert result.returncode == 2
     assert result.stderr == "kcm-runc: error: --bundle needs a bundle directory\n"
     assert not out.exists()
+
+
+# -- the sh front --------------------------------------------------------------
+
+
+@pytest.fixture
+def front(tmp_path, install_dir):
+    """D/kcm-runc as the sh front, D/kcm-runc-py logging that it ran, then the
+    Python wrapper; `runc` in PATH is a recorder that exits 7."""
+    (install_dir / "kcm-runc").write_text(runtime.front_script())
+    (install_dir / "kcm-runc").chmod(0o755)
+    python_log = tmp_path / "python-ran"
+    (install_dir / "kcm-runc-py").write_text(
+        f"#!{sys.executable}\nopen({str(python_log)!r}, 'a').write('ran')\n"
+        "from kcm_hook.runtime import entry_point\nentry_point()\n")
+    (install_dir / "kcm-runc-py").chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    out = tmp_path / "argv"
+    (bin_dir / "runc").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {out}\nexit 7\n')
+    (bin_dir / "runc").chmod(0o755)
+
+    def call(args, **env):
+        environ = {"PATH": f"{bin_dir}:/usr/bin:/bin", **env}
+        result = subprocess.run([str(install_dir / "kcm-runc"), *args],
+                                capture_output=True, text=True, env=environ,
+                                stdin=subprocess.DEVNULL)
+        passed = out.read_text().splitlines() if out.exists() else None
+        return result, passed, python_log.exists()
+    return call
+
+
+def test_front_execs_runc_itself_for_other_subcommands(front):
+    args = ["--root", "/r", "--log", "/l", "--log-format", "json", "delete", "c1"]
+
+    result, passed, python_ran = front(args)
+
+    assert (result.returncode, result.stderr, passed, python_ran) == (7, "", args, False)
+
+
+def test_front_hands_create_to_python(front, bundle):
+    args = ["--root", "/r", "create", "--bundle", str(bundle), "c1"]
+
+    result, passed, python_ran = front(args)
+
+    assert (result.returncode, passed, python_ran) == (7, args, True), result.stderr
+    assert len(load(bundle)["hooks"]["prestart"]) == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["state", "c1"], ["--root", "create", "state", "c1"], ["--root=/r", "kill", "c1"],
+    ["-log", "/l", "-log-format=json", "start", "c1"], ["--debug", "features"],
+    ["--version"], [], ["--log", "/l", "--", "state", "c1"], ["-", "x"],
+    ["--criu", "run", "--rootless", "create", "list"], ["--root", "/r", "run", "c1"],
+    ["--systemd-cgroup", "--log-format", "text", "create", "c1"],
+])
+def test_front_and_python_agree_on_the_subcommand(front, argv):
+    _, _, python_ran = front(argv)
+
+    expected = runtime.parse_argv(argv).creates() or "--" in argv
+    assert python_ran == expected
+
+
+@pytest.mark.parametrize("settings, env, code, passed", [
+    ({"runtime": "/usr/bin/false"}, {}, 1, None),
+    ({"runtime": None}, {"KCM_RUNTIME": "/usr/bin/false"}, 1, None),
+    ({"conf_dir": "/c"}, {}, 7, ["state", "c1"]),
+])
+def test_front_leaves_a_named_runtime_to_python(front, install_dir, settings, env,
+                                                code, passed):
+    (install_dir / "kcm-install.json").write_text(json.dumps(settings))
+
+    assert front(["state", "c1"], **env)[1:] == (passed, True)
+    assert front(["state", "c1"], **env)[0].returncode == code
+
+
+def test_front_without_settings_execs_runc(front, install_dir):
+    os.unlink(install_dir / "kcm-install.json")
+
+    assert front(["state", "c1"])[1:] == (["state", "c1"], False)
+
+
+def test_front_lets_python_report_what_it_cannot_run(front, install_dir, tmp_path):
+    log = tmp_path / "log.json"
+    args = ["--log", str(log), "--log-format", "json", "start", "c1"]
+
+    missing, _, python_ran = front(args, KCM_RUNC_CONFIG=str(tmp_path / "none.json"))
+    assert (missing.returncode, python_ran) == (1, True)
+    assert "KCM_RUNC_CONFIG=" in json.loads(log.read_text().splitlines()[-1])["msg"]
+
+    os.unlink(tmp_path / "bin" / "runc")
+    os.symlink(install_dir / "kcm-runc", tmp_path / "bin" / "runc")
+    itself, _, _ = front(args)
+    assert itself.returncode == 1
+    assert "is kcm-runc itself" in itself.stderr
