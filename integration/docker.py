@@ -225,27 +225,18 @@ class Session:
         self.image = busybox_image(self.dockerd)
 
     def install(self):
-        """Lay out the install dir as `kcm-hook install` does and register kcm."""
-        # TODO: call kcm-hook install --docker-config once it is on main;
-        # until then this lays out its agreed result by hand.
+        """`kcm-hook install` into the install dir, registering kcm in daemon.json."""
         import sys
 
-        from kcm_hook.runtime import front_script
-
-        bin_dir = os.path.dirname(sys.executable)
-        os.makedirs(self.install_dir)
-        os.symlink(os.path.join(bin_dir, "kcm-hook"),
-                   os.path.join(self.install_dir, "kcm-hook"))
-        os.symlink(os.path.join(bin_dir, "kcm-runc"),
-                   os.path.join(self.install_dir, "kcm-runc-py"))
-        with open(self.wrapper, "w") as f:
-            f.write(front_script())
-        os.chmod(self.wrapper, 0o755)
-        self.write_settings(os.path.join(self.install_dir, "kcm-install.json"), None)
-        with open(self.dockerd.config_file) as f:
-            config = json.load(f)
-        config["runtimes"]["kcm"] = {"path": self.wrapper}
-        self.dockerd.write_config(config)
+        kcm_hook = os.path.join(os.path.dirname(sys.executable), "kcm-hook")
+        result = subprocess.run([kcm_hook, "install", f"--install-dir={self.install_dir}",
+                                 f"--conf-dir={self.conf_dir}",
+                                 f"--docker-config={self.dockerd.config_file}",
+                                 f"--docker-host={self.dockerd.host}"],
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise AssertionError(f"kcm-hook install failed: {result.stderr}")
+        self.install_report = result.stdout
 
     def write_settings(self, path, runtime):
         settings = {"conf_dir": self.conf_dir, "docker_host": self.dockerd.host,

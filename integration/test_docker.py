@@ -4,6 +4,7 @@ dockerd 20.10 passes neither labels nor annotations into the OCI config, so
 every placement here goes through the hook's label lookup.
 """
 
+import json
 import os
 import subprocess
 
@@ -147,3 +148,18 @@ def _subcommand(argv):
     from kcm_hook.runtime import parse_argv
 
     return parse_argv(argv).command
+
+
+def test_install_registered_kcm_keeping_the_other_settings(docker_env):
+    from kcm_hook.runtime import front_script
+
+    with open(docker_env.dockerd.config_file) as f:
+        config = json.load(f)
+
+    assert config["runtimes"]["kcm"] == {"path": docker_env.wrapper}
+    assert set(config["runtimes"]) == {"kcm", "kcm-traced", "kcm-broken"}
+    assert config["cgroup-parent"] == f"/{docker_env.dockerd.cgroup_parent}"
+    with open(docker_env.wrapper) as f:
+        assert f.read() == front_script()
+    assert "dockerd reads daemon.json only when it starts or reloads" in \
+        docker_env.install_report

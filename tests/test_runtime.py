@@ -494,3 +494,11 @@ def test_front_lets_python_report_what_it_cannot_run(front, install_dir, tmp_pat
     itself, _, _ = front(args)
     assert itself.returncode == 1
     assert "is kcm-runc itself" in itself.stderr
+
+
+def test_hook_entries_match_the_installed_hooks_files():
+    from kcm_hook import install
+
+    assert runtime.HOOK_PATH == install.HOOK_PATH
+    assert runtime.HOOK_TIMEOUT == install.HOOK_TIMEOUT
+    assert runtime.FRONT_NAME == install.RUNTIME_NAME
