@@ -6,7 +6,6 @@ Its containers go under a cgroup parent of their own. No iptables, no bridge:
 the containers have no network, and nothing else on the host is touched.
 """
 
-import io
 import json
 import os
 import shutil
@@ -176,18 +175,6 @@ def config_json(dockerd, container_id):
         return json.load(f)
 
 
-def tar_bytes(files):
-    """A tar archive of {name: text}, as bytes."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 class Session:
     """The test session's dockerd, configuration directory, install dir and image."""
 
@@ -229,11 +216,12 @@ class Session:
         import sys
 
         kcm_hook = os.path.join(os.path.dirname(sys.executable), "kcm-hook")
-        result = subprocess.run([kcm_hook, "install", f"--install-dir={self.install_dir}",
-                                 f"--conf-dir={self.conf_dir}",
-                                 f"--docker-config={self.dockerd.config_file}",
-                                 f"--docker-host={self.dockerd.host}"],
-                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        argv = [kcm_hook, "install", f"--install-dir={self.install_dir}",
+                f"--conf-dir={self.conf_dir}",
+                f"--docker-config={self.dockerd.config_file}",
+                f"--docker-host={self.dockerd.host}"]
+        result = subprocess.run(argv, capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL)
         if result.returncode != 0:
             raise AssertionError(f"kcm-hook install failed: {result.stderr}")
         self.install_report = result.stdout

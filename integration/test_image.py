@@ -43,7 +43,8 @@ def image(docker_session):
 
 
 def test_image_runs_the_cli_help(docker_session, image):
-    result = docker_session.dockerd.cli("run", "--rm", "--network=none", image, "--help")
+    result = docker_session.dockerd.cli("run", "--rm", "--network=none", image,
+                                        "--help")
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: kcm (-h | --help)")
@@ -91,7 +92,8 @@ def test_image_entrypoint_is_the_cli(docker_session, image):
 
 
 def test_base_without_python_is_refused_naming_it(docker_session):
-    result = subprocess.run([sys.executable, BUILD_IMAGE, "--base", docker_session.image,
+    result = subprocess.run([sys.executable, BUILD_IMAGE,
+                             "--base", docker_session.image,
                              "--tag", "kcm-test-never:latest",
                              "--docker-host", docker_session.dockerd.host],
                             capture_output=True, text=True, stdin=subprocess.DEVNULL,
@@ -104,3 +106,22 @@ def test_base_without_python_is_refused_naming_it(docker_session):
     assert "choose a base with Python 3.9 or later" in line
     assert docker_session.dockerd.cli("image", "inspect",
                                       "kcm-test-never:latest").returncode != 0
+
+
+def test_image_install_writes_a_working_install_dir(docker_session, image, tmp_path):
+    install_dir = tmp_path / "opt-kcm"
+    install_dir.mkdir(mode=0o755)
+
+    result = docker_session.dockerd.cli(
+        "run", "--rm", "--network=none", "-v", f"{install_dir}:{install_dir}", image,
+        "install", f"--install-dir={install_dir}", "--conf-dir=/etc/kcm")
+
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {install_dir}/kcm-install.json" in result.stdout
+    # The zipapp names the image's python3, which is the host's on this base.
+    version = subprocess.run([str(install_dir / "kcm-hook"), "--version"],
+                             capture_output=True, text=True)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.split()[-1] == __import__("kcm_hook").__version__
+    with open(install_dir / "kcm-install.json") as f:
+        assert json.load(f)["hook"] == str(install_dir / "kcm-hook")

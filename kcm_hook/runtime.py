@@ -181,11 +181,13 @@ def real_runtime(doc, source, executable, environ):
         name, origin = DEFAULT_RUNTIME, "the default"
     path = _which(name, environ)
     if path is None:
-        raise _config_error(f"cannot find the real runtime {name!r} ({origin}) in "
-                            f"PATH={environ.get('PATH', '')}: install runc, or name the "
-                            f"runtime as 'runtime' in {CONFIG_NAME} or in {RUNTIME_ENV}")
+        raise _config_error(
+            f"cannot find the real runtime {name!r} ({origin}) in "
+            f"PATH={environ.get('PATH', '')}: install runc, or name the runtime "
+            f"as 'runtime' in {CONFIG_NAME} or in {RUNTIME_ENV}")
     front = os.path.join(os.path.dirname(os.path.abspath(executable)), FRONT_NAME)
-    if os.path.realpath(path) in (os.path.realpath(executable), os.path.realpath(front)):
+    itself = {os.path.realpath(executable), os.path.realpath(front)}
+    if os.path.realpath(path) in itself:
         raise _config_error(f"the real runtime {path} ({origin}) is kcm-runc itself: "
                             "name runc there instead")
     return path
@@ -304,7 +306,7 @@ def _config_error(message):
 
 
 def report(err, invocation):
-    """Say why, on stderr and in runc's --log file (which Docker shows); return the code."""
+    """Say why on stderr and in runc's --log (Docker shows it); return the code."""
     from .errors import EXIT_ERROR, KcmError
 
     if isinstance(err, KcmError):

@@ -195,8 +195,10 @@ def test_real_runtime_file_then_environment_then_path(tmp_path):
     me = str(tmp_path / "kcm-runc")
     environ = {"PATH": str(tmp_path), "KCM_RUNTIME": from_env}
 
-    assert runtime.real_runtime({"runtime": from_file}, "f.json", me, environ) == from_file
-    assert runtime.real_runtime({"runtime": None}, "f.json", me, environ) == from_env
+    assert runtime.real_runtime({"runtime": from_file}, "f.json", me, environ) == \
+        from_file
+    assert runtime.real_runtime({"runtime": None}, "f.json", me, environ) == \
+        from_env
     assert runtime.real_runtime({}, None, me, {"PATH": str(tmp_path)}) == in_path
 
 
@@ -302,7 +304,8 @@ def test_failed_write_leaves_the_config_untouched(bundle, install_dir, monkeypat
     ('{"hooks": {"poststop": {}}}', "'hooks.poststop' is not a list"),
     ("{not json", "is not JSON"),
 ])
-def test_malformed_config_is_refused_and_untouched(tmp_path, install_dir, text, message):
+def test_malformed_config_is_refused_and_untouched(tmp_path, install_dir, text,
+                                                   message):
     (tmp_path / "config.json").write_text(text)
 
     with pytest.raises(StateError, match=message):
@@ -436,7 +439,8 @@ def test_front_execs_runc_itself_for_other_subcommands(front):
 
     result, passed, python_ran = front(args)
 
-    assert (result.returncode, result.stderr, passed, python_ran) == (7, "", args, False)
+    assert (result.returncode, result.stderr, passed, python_ran) == \
+        (7, "", args, False)
 
 
 def test_front_hands_create_to_python(front, bundle):

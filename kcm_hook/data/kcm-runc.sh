@@ -23,8 +23,8 @@ for arg do
         continue
     fi
     case $arg in
-        --root|-root|--log|-log|--log-format|-log-format|--criu|-criu|--rootless|-rootless)
-            value=1 ;;
+        --root|-root|--log|-log|--log-format|-log-format) value=1 ;;
+        --criu|-criu|--rootless|-rootless) value=1 ;;
         --) command=--; break ;;
         -?*) ;;
         *) command=$arg; break ;;
