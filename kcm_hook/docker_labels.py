@@ -8,13 +8,13 @@ view and carries the labels, so the hook lists all containers filtered by id.
 The id filter matches more than the exact id, so the answer is checked again.
 """
 
-import logging
 import re
 
+from . import logs
 from .errors import DockerError
 from .oci import POOL_KEY
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 # Seconds for each request to dockerd (connect, then each read): the version
 # check and the list together stay within about two seconds.
