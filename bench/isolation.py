@@ -21,8 +21,12 @@ TITLE = "isolation: dataplane probe throughput under noise (fraction of alone)"
 CONDITIONS = ["alone", "pinned noise", "unpinned noise"]
 TARGET = 0.90
 PROBE_COUNT = 300000
+# The probe reports where it may run and its scheduler statistics (on-CPU and
+# run-queue time in ns, Documentation/scheduler/sched-stats.rst): time lost to
+# other tasks on its CPU shows as waiting, a slower CPU as more time on it.
 PROBE = ("read go < /x/go; i=0; while [ $i -lt %d ]; do i=$((i+1)); done; "
-         "grep Cpus_allowed_list /proc/self/status > /x/done" % PROBE_COUNT)
+         "{ grep Cpus_allowed_list /proc/self/status; cat /proc/$$/schedstat; } "
+         "> /x/done" % PROBE_COUNT)
 BUSY = "while :; do :; done & while :; do :; done"
 DEADLINE = 60.0
 
@@ -43,6 +47,7 @@ def run(work, runs):
                                           ["sh", "-c", BUSY], rootfs=rootfs)}
     runc = Runc(os.path.join(work, "runc-root"))
     samples = {name: [] for name in CONDITIONS}
+    sched = {name: [] for name in CONDITIONS}  # (on-CPU, waiting) seconds
     seen = {name: set() for name in CONDITIONS}  # (probe CPUs, busy CPUs) observed
     try:
         _probe(runc, probe, fifo_dir, work)
@@ -50,15 +55,16 @@ def run(work, runs):
             noise = busy.get(condition)
             busy_cpus = _start(runc, "busy", noise, work) if noise else None
             try:
-                seconds, probe_cpus = _probe(runc, probe, fifo_dir, work)
+                seconds, probe_cpus, stats = _probe(runc, probe, fifo_dir, work)
             finally:
                 if noise:
                     runc.delete("busy")
             samples[condition].append(seconds)
             seen[condition].add((probe_cpus, busy_cpus))
+            sched[condition].append(stats)
     finally:
         runc.cleanup()
-    _report(result, samples, seen)
+    _report(result, samples, seen, sched)
     return result
 
 
@@ -84,7 +90,7 @@ def _start(runc, container_id, bundle, work):
 
 
 def _probe(runc, bundle, fifo_dir, work):
-    """(seconds the probe takes once told to go, the CPUs it saw it may use)."""
+    """(seconds once told to go, the CPUs it may use, (on-CPU, waiting) seconds)."""
     go, done = (os.path.join(fifo_dir, name) for name in ("go", "done"))
     answer = []
     for fifo in (go, done):
@@ -110,7 +116,9 @@ def _probe(runc, bundle, fifo_dir, work):
                      DEADLINE, "the probe to close /x/done")
         finally:
             os.close(reader)
-        return seconds, b"".join(answer).decode().split()[-1]
+        # "Cpus_allowed_list: 1", then "<on-CPU ns> <waiting ns> <timeslices>"
+        words = b"".join(answer).decode().split()
+        return seconds, words[1], (int(words[2]) / 1e9, int(words[3]) / 1e9)
     finally:
         runc.delete("probe")
 
@@ -135,21 +143,26 @@ def _open_writer(path):
         raise
 
 
-def _report(result, samples, seen):
+def _report(result, samples, seen, sched):
     alone = common.median(samples["alone"])
-    result.row("probe alone", common.ms(alone))
-    for condition, placements in seen.items():
+    for condition in CONDITIONS:
         shown = "; ".join(f"probe on {p}" + (f", busy on {b}" if b else "")
-                          for p, b in sorted(placements, key=str))
+                          for p, b in sorted(seen[condition], key=str))
         result.row(f"{condition}: CPUs allowed", shown)
-    for condition in CONDITIONS[1:]:
+        on_cpu, waiting = (common.median(v) for v in zip(*sched[condition]))
+        result.row(f"{condition}: probe on-CPU | waiting",
+                   f"{common.ms(on_cpu)} | {common.ms(waiting)}")
+        if condition == "alone":
+            result.row("alone: probe time", common.ms(alone))
+            continue
         fraction = alone / common.median(samples[condition])
         pinned = condition == "pinned noise"
         result.row(f"{condition}: throughput / alone", f"{fraction:.2f}",
                    f">= {TARGET}" if pinned else "(for comparison)",
                    fraction >= TARGET if pinned else None)
     result.notes.append("kcm moves containers, not host processes: anything else "
-                        "running on the dataplane CPU still competes with the probe")
-    result.raw = {"seconds": samples, "probe_count": PROBE_COUNT,
+                        "running on the dataplane CPU still competes with the probe, "
+                        "and shows as its waiting time")
+    result.raw = {"seconds": samples, "probe_count": PROBE_COUNT, "schedstat": sched,
                   "placements": {c: sorted(map(list, p), key=str)
                                  for c, p in seen.items()}}
