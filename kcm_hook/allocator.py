@@ -6,8 +6,8 @@ that changes the configuration expects the caller to hold `conf.locked()`.
 
 import logging
 
-from . import procfs
-from .errors import PoolError, PoolExhausted
+from . import cpulist, crashpoints, procfs, topology
+from .errors import ConfigError, PoolError, PoolExhausted
 from .pools import Holder
 
 log = logging.getLogger(__name__)
@@ -21,23 +21,50 @@ def allocate(conf, pool_name, pid, container=None, confine=None):
     """
     holders = conf.holders()
     if container is not None:
-        for holder in holders:
-            if holder.container == container and holder.pool == pool_name:
-                return holder.cpus
+        held = _held_by_container(conf, holders, container, pid, pool_name)
+        if held is not None:
+            return held
 
     pool = conf.pool(pool_name)
+    conf.check_disjoint()
     cpuset = _choose(conf, pool, holders)
+    _check_online(pool, cpuset)
+    crashpoints.reached("allocate:chosen")
     if confine is not None:
         confine(cpuset.cpus)
+    crashpoints.reached("allocate:confined")
 
     holders.append(Holder(pid=pid, start=procfs.start_time(pid), pool=pool.name,
                           cpus=cpuset.cpus, container=container))
     conf.write_holders(holders)
+    crashpoints.reached("allocate:recorded-holder")
     cpuset.tasks.append(pid)
     conf.write_tasks(pool.name, cpuset)
+    crashpoints.reached("allocate:done")
     log.info("allocated pool=%s cpus=%s pid=%s container=%s",
              pool.name, cpuset.cpus, pid, container)
     return cpuset.cpus
+
+
+def _held_by_container(conf, holders, container, pid, pool_name):
+    """The cpulist `container` already holds in `pool_name` with `pid`, or None.
+
+    Records of the same container id with another pid belong to an earlier
+    container of that id that ended without a poststop: they are freed first.
+    """
+    mine = [h for h in holders if h.container == container]
+    if any(h.pid != pid for h in mine):
+        release(conf, container=container)
+        holders[:] = conf.holders()
+        return None
+    for holder in mine:
+        if holder.pool == pool_name:
+            return holder.cpus
+    if mine:
+        raise PoolError(f"container {container} already holds cpuset {mine[0].cpus} "
+                        f"of pool {mine[0].pool!r}: a container takes one pool; stop "
+                        "it before asking for another")
+    return None
 
 
 def _choose(conf, pool, holders):
@@ -57,6 +84,14 @@ def _choose(conf, pool, holders):
     return cpuset
 
 
+def _check_online(pool, cpuset):
+    missing = set(cpulist.parse(cpuset.cpus)) - set(topology.online_cpus())
+    if missing:
+        raise ConfigError(f"cpuset {cpuset.cpus} of pool {pool.name!r} names CPUs "
+                          f"{cpulist.format(missing)} that are offline or absent: bring "
+                          "them online, or re-run kcm-hook init --overwrite")
+
+
 def release(conf, container=None, pid=None):
     """Free what `container` (or `pid`) holds; return the freed holders."""
     holders = conf.holders()
@@ -66,10 +101,13 @@ def release(conf, container=None, pid=None):
         freed = [h for h in holders if h.container is None and h.pid == pid]
     if not freed:
         return []
+    crashpoints.reached("release:chosen")
     pools = {}
     for holder in freed:
         _drop_task(conf, pools, holder.pool, holder.cpus, holder.pid)
+    crashpoints.reached("release:dropped-tasks")
     conf.write_holders([h for h in holders if h not in freed])
+    crashpoints.reached("release:done")
     for holder in freed:
         log.info("freed pool=%s cpus=%s pid=%s container=%s",
                  holder.pool, holder.cpus, holder.pid, holder.container)

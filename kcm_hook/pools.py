@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import cpulist
+from . import cpulist, crashpoints
 from .errors import ConfigError, CpuListError, LockTimeout, PoolError
 
 DEFAULT_CONF_DIR = "/etc/kcm"
@@ -133,8 +133,20 @@ class Configuration:
             raise ConfigError(f"{exclusive_path} holds {flag!r}: expected 1 or 0; "
                               "re-create the pool with kcm-hook init --overwrite")
         pool = Pool(name=name, exclusive=flag == "1")
+        for _, entry in self._cpuset_dirs(name):
+            tasks_path = os.path.join(pool_dir, entry, "tasks")
+            pool.cpusets[entry] = CpuSet(cpus=entry, tasks=_parse_tasks(tasks_path))
+        return pool
+
+    def _cpuset_dirs(self, name):
+        """[(cpu ids, cpulist)] of the cpuset directories of pool `name`, by CPU."""
+        pool_dir = os.path.join(self.pools_dir, name)
+        try:
+            names = os.listdir(pool_dir)
+        except OSError as err:
+            raise ConfigError(f"cannot list {pool_dir}: {err.strerror}") from err
         entries = []
-        for entry in os.listdir(pool_dir):
+        for entry in names:
             if entry == "exclusive" or entry.startswith("."):
                 continue
             entry_path = os.path.join(pool_dir, entry)
@@ -148,10 +160,21 @@ class Configuration:
                                   f"{cpulist.format(cpus)!r}; rename it")
             _check_dir(entry_path, f"cpuset {entry!r} of pool {name!r}")
             entries.append((cpus, entry))
-        for _, entry in sorted(entries):
-            tasks_path = os.path.join(pool_dir, entry, "tasks")
-            pool.cpusets[entry] = CpuSet(cpus=entry, tasks=_parse_tasks(tasks_path))
-        return pool
+        return sorted(entries)
+
+    def check_disjoint(self):
+        """Refuse cpusets that share a CPU, within one pool or across pools."""
+        owner = {}
+        for name in self.pool_names():
+            _check_dir(os.path.join(self.pools_dir, name), f"pool {name!r}")
+            for cpus, entry in self._cpuset_dirs(name):
+                for cpu in cpus:
+                    if cpu in owner:
+                        raise ConfigError(
+                            f"cpusets {owner[cpu]} and {name}/{entry} of {self.path} "
+                            f"overlap on CPU {cpu}: no CPU may be in two cpusets; "
+                            "re-run kcm-hook init --overwrite")
+                    owner[cpu] = f"{name}/{entry}"
 
     def holders(self):
         """The holder records; an absent file means none."""
@@ -323,6 +346,9 @@ def write_atomic(path, text, mode=FILE_MODE):
                 data = data[os.write(fd, data):]
         finally:
             os.close(fd)
+        crashpoints.reached(f"atomic:{name}")
+        # TODO: no fsync: a SIGKILL cannot tear a file, but a power loss on a
+        # file system without rename ordering could leave an empty one.
         os.rename(tmp, path)
     except OSError as err:
         _unlink_quietly(tmp)
