@@ -133,9 +133,13 @@ def sweep(conf, holders=None, only_pool=None):
 
     Also drops holder records whose pid is missing from its tasks file (an
     allocation that never finished, or a release half done). Returns the
-    number of entries freed. `holders` is updated in place when given.
+    number of entries freed. `holders` is updated in place when given. A
+    sweep of every pool also deletes files a killed writer left aside.
     """
     holders = conf.holders() if holders is None else holders
+    if only_pool is None:
+        for path in conf.remove_stale_temporaries():
+            log.info("removed %s, left by a writer that died", path)
     pools = [only_pool] if only_pool is not None else list(conf.pools().values())
     by_key = {(h.pool, h.cpus, h.pid): h for h in holders}
     live_keys, stale_keys = set(), set()

@@ -19,6 +19,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import stat
 import threading
@@ -26,7 +27,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import cpulist, crashpoints
+from . import cpulist, crashpoints, procfs
 from .errors import ConfigError, CpuListError, LockTimeout, PoolError
 
 DEFAULT_CONF_DIR = "/etc/kcm"
@@ -34,6 +35,8 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_POOL = "infra"
 HOLDERS_FILE = "holders.json"
 FILE_MODE = 0o644
+# write_atomic's file aside: .<name>.<pid of the writer>.tmp
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp")
 DIR_MODE = 0o755
 
 
@@ -215,6 +218,18 @@ class Configuration:
                 for cpus, cpuset in pool.cpusets.items()}}
             for name, pool in self.pools().items()}}
 
+    def remove_stale_temporaries(self):
+        """Delete the files a killed write_atomic left aside; return their paths."""
+        removed = []
+        for directory, _, files in os.walk(self.path):
+            for name in files:
+                match = TEMPORARY.fullmatch(name)
+                if match and procfs.start_time(int(match["pid"])) is None:
+                    path = os.path.join(directory, name)
+                    _unlink_quietly(path)
+                    removed.append(path)
+        return removed
+
     @contextmanager
     def locked(self, timeout=None):
         """Hold the exclusive lock on <conf-dir>/lock for the duration."""
@@ -335,7 +350,7 @@ def _parse_tasks(path):
 def write_atomic(path, text, mode=FILE_MODE):
     """Replace `path` by a file holding `text`: written aside, then renamed over it."""
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")  # see TEMPORARY
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                      | os.O_CLOEXEC, mode)
