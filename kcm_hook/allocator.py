@@ -6,8 +6,8 @@ that changes the configuration expects the caller to hold `conf.locked()`.
 
 import logging
 
-from . import cpulist, crashpoints, procfs, topology
-from .errors import ConfigError, PoolError, PoolExhausted
+from . import cgroups, cpulist, crashpoints, procfs, topology
+from .errors import CgroupError, ConfigError, CpuListError, PoolError, PoolExhausted
 from .pools import Holder
 
 log = logging.getLogger(__name__)
@@ -177,3 +177,34 @@ def sweep(conf, holders=None, only_pool=None):
         holders[:] = kept
         conf.write_holders(kept)
     return freed
+
+
+def drift(conf, holders=None):
+    """Yield (holder, cgroup, actual cpulist) for each live container whose cgroup
+    is no longer confined to the cpuset kcm recorded for it."""
+    for holder in conf.holders() if holders is None else holders:
+        if holder.container is None or not procfs.is_holder(holder.pid, holder.start):
+            continue
+        try:
+            cgroup = cgroups.cgroup_of(holder.pid)
+            actual = cgroup.read_cpus()
+        except CgroupError as err:
+            log.debug("no cgroup for pid %s: %s", holder.pid, err)
+            continue
+        try:
+            same = cpulist.parse(actual) == cpulist.parse(holder.cpus)
+        except CpuListError:
+            same = False
+        if not same:
+            yield holder, cgroup, actual
+
+
+def repair_drift(conf, holders=None):
+    """Confine every drifted container to its recorded cpuset again; return the count."""
+    repaired = 0
+    for holder, cgroup, actual in list(drift(conf, holders)):
+        cgroup.confine(holder.cpus)
+        log.info("repaired drift container=%s pid=%s cpus=%s (was %s)",
+                 holder.container, holder.pid, holder.cpus, actual)
+        repaired += 1
+    return repaired
