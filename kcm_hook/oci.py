@@ -44,7 +44,8 @@ class State:
         if POOL_KEY in self.annotations:
             return self.annotations[POOL_KEY], "state annotation"
         config = self.config()
-        annotations = config.get("annotations") or {}
+        annotations = config.get("annotations")
+        annotations = {} if annotations is None else annotations
         if not isinstance(annotations, dict):
             raise StateError(f"{self.bundle}/config.json: 'annotations' is not an object")
         if POOL_KEY in annotations:
@@ -91,7 +92,8 @@ def read_state(stream, need_pid):
             raise StateError(f"OCI state of {container_id}: 'pid' must be a positive "
                              f"integer, got {pid!r}")
 
-    annotations = doc.get("annotations") or {}
+    annotations = doc.get("annotations")
+    annotations = {} if annotations is None else annotations
     if not isinstance(annotations, dict):
         raise StateError(f"OCI state of {container_id}: 'annotations' is not an object")
     if POOL_KEY in annotations:

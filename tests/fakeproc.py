@@ -1,56 +1,78 @@
-"""A fake /proc and cpuset hierarchy, for hooks run against fake topologies.
-
-Only what kcm-hook reads: <pid>/stat (state and start time), <pid>/cgroup,
-and self/mountinfo naming a cgroup v1 cpuset mount under the same tree.
-"""
+"""A fake /proc and cgroup tree, for hooks on machines this one is not."""
 
 import os
-import shutil
+
+from tests.conftest import write
 
 
-class FakeProc:
-    """Processes that exist as files: spawn, kill, and reuse of a pid."""
+class FakeHost:
+    """KCM_PROCFS tree with processes in cgroups under a fake cgroup mount."""
+
+    def __init__(self, root, version=1):
+        self.proc = os.path.join(root, "proc")
+        self.cgroup_root = os.path.join(root, "cgroup", "cpuset" if version == 1 else "")
+        self.version = version
+        if version == 1:
+            mount = (f"30 25 0:27 / {self.cgroup_root} rw,nosuid - cgroup cgroup "
+                     "rw,cpuset\n31 25 0:28 / /fake/unified rw - cgroup2 cgroup2 rw\n")
+        else:
+            mount = f"30 25 0:27 / {self.cgroup_root.rstrip('/')} rw - cgroup2 cgroup2 rw\n"
+        write(os.path.join(self.proc, "self", "mountinfo"),
+              "22 1 8:1 / / rw - ext4 /dev/vda rw\n" + mount)
+        self._cgroup("", cpus="0-15", mems="0")
+
+    def _cgroup(self, path, cpus="", mems=""):
+        directory = os.path.join(self.cgroup_root, path.lstrip("/"))
+        write(os.path.join(directory, "cpuset.cpus"), cpus)
+        if self.version == 1 or mems:
+            write(os.path.join(directory, "cpuset.mems"), mems)
+        return directory
+
+    def spawn(self, pid, cgroup, start=1000, mems="0"):
+        """A process `pid` in `cgroup`; return the cgroup directory."""
+        directory = self._cgroup(cgroup, cpus="0-15", mems=mems)
+        if self.version == 1:
+            lines = f"12:pids:/x\n4:cpuset:{cgroup}\n0::/\n"
+        else:
+            lines = f"0::{cgroup}\n"
+        write(os.path.join(self.proc, str(pid), "cgroup"), lines)
+        self.set_start(pid, start)
+        return directory
+
+    def set_start(self, pid, start):
+        fields = ["S"] + ["0"] * 18 + [str(start)] + ["0"] * 10
+        write(os.path.join(self.proc, str(pid), "stat"),
+              f"{pid} (sh (odd) name) " + " ".join(fields) + "\n")
+
+    def kill(self, pid):
+        for name in ("cgroup", "stat"):
+            os.unlink(os.path.join(self.proc, str(pid), name))
+        os.rmdir(os.path.join(self.proc, str(pid)))
+
+    def cpus_of(self, cgroup):
+        with open(os.path.join(self.cgroup_root, cgroup.lstrip("/"), "cpuset.cpus")) as f:
+            return f.read()
+
+
+class FakeProc(FakeHost):
+    """A FakeHost (cgroup v1) that remembers which pids live, each in /ctr-<pid>."""
 
     def __init__(self, root):
-        self.root = root
-        self.proc = os.path.join(root, "proc")
-        self.cgroup_root = os.path.join(root, "cgroup", "cpuset")
-        os.makedirs(os.path.join(self.proc, "self"), exist_ok=True)
-        os.makedirs(self.cgroup_root, exist_ok=True)
-        _write(os.path.join(self.cgroup_root, "cpuset.mems"), "0\n")
-        _write(os.path.join(self.proc, "self", "mountinfo"),
-               f"30 25 0:26 / {self.cgroup_root} rw,nosuid - cgroup cgroup rw,cpuset\n")
+        super().__init__(root, version=1)
         self.starts = {}
 
     def spawn(self, pid, start=1000, cgroup=None):
-        """A live process `pid` in cgroup `cgroup` (default /ctr-<pid>)."""
-        cgroup = cgroup or f"/ctr-{pid}"
-        pid_dir = os.path.join(self.proc, str(pid))
-        os.makedirs(pid_dir, exist_ok=True)
-        _write(os.path.join(pid_dir, "stat"),
-               f"{pid} (fake) S " + " ".join(["0"] * 18) + f" {start} 0 0\n")
-        _write(os.path.join(pid_dir, "cgroup"), f"7:cpuset:{cgroup}\n")
-        cg_dir = os.path.join(self.cgroup_root, cgroup.lstrip("/"))
-        os.makedirs(cg_dir, exist_ok=True)
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if not os.path.exists(os.path.join(cg_dir, name)):
-                _write(os.path.join(cg_dir, name), "")
+        """A live process `pid` in `cgroup` (default /ctr-<pid>); return `pid`."""
+        super().spawn(pid, cgroup or f"/ctr-{pid}", start=start)
         self.starts[pid] = start
         return pid
 
     def kill(self, pid):
-        shutil.rmtree(os.path.join(self.proc, str(pid)), ignore_errors=True)
-        self.starts.pop(pid, None)
+        if self.starts.pop(pid, None) is not None:
+            super().kill(pid)
 
     def alive(self, pid):
         return pid in self.starts
 
-    def cgroup_cpus(self, pid, cgroup=None):
-        cgroup = cgroup or f"/ctr-{pid}"
-        with open(os.path.join(self.cgroup_root, cgroup.lstrip("/"), "cpuset.cpus")) as f:
-            return f.read().strip()
-
-
-def _write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
+    def cgroup_cpus(self, pid):
+        return self.cpus_of(f"/ctr-{pid}").strip()

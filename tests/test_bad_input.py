@@ -325,6 +325,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(case, tmp_path):
     if case.setup:
         case.setup(ctx)
     before = tree(ctx.conf)
+    cgroup_before = ctx.fake.cgroup_cpus(PID)
 
     result = run_case(case, ctx)
 
@@ -336,7 +337,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(case, tmp_path):
     assert "Traceback" not in stderr
     assert result.stdout == b""
     assert tree(ctx.conf) == before
-    assert ctx.fake.cgroup_cpus(PID) == ""
+    assert ctx.fake.cgroup_cpus(PID) == cgroup_before
 
 
 def test_the_corpus_is_large_enough():
