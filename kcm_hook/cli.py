@@ -98,7 +98,8 @@ def build_parser(prog):
     install.add_argument("--default-runtime", action="store_true",
                          help="also make kcm Docker's default runtime")
     install.add_argument("--hooks-dir", metavar="<dir>",
-                         help="directory for the OCI hooks file (default: <install-dir>)")
+                         help="directory for the OCI hooks files "
+                              "(default: <install-dir>/hooks.d)")
 
     check = command("check", "validate a configuration directory and report drift")
     check.add_argument("--hooks-file", metavar="<file>", help="also validate this hooks.d file")

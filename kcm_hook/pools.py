@@ -347,8 +347,9 @@ def _parse_tasks(path):
     return pids
 
 
-def write_atomic(path, text, mode=FILE_MODE):
-    """Replace `path` by a file holding `text`: written aside, then renamed over it."""
+def write_atomic(path, text, mode=FILE_MODE, sync=False):
+    """Replace `path` by a file holding `text` (str or bytes): written aside, then
+    renamed over it. `sync` flushes the data to disk before the rename."""
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")  # see TEMPORARY
     try:
@@ -356,9 +357,11 @@ def write_atomic(path, text, mode=FILE_MODE):
                      | os.O_CLOEXEC, mode)
         try:
             os.fchmod(fd, mode)
-            data = memoryview(text.encode())
+            data = memoryview(text if isinstance(text, bytes) else text.encode())
             while data:
                 data = data[os.write(fd, data):]
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         crashpoints.reached(f"atomic:{name}")

@@ -1,0 +1,314 @@
+"""`install`: make the hooks runnable by the container runtimes of this host.
+
+What lands where (D is --install-dir, H is --hooks-dir, by default D/hooks.d):
+
+  D/lib/kcm-hook-<version>-<digest>.pyz  the zipapp (see zipapp.py)
+  D/kcm-hook -> lib/...pyz               the hooks and the command line
+  D/kcm-runc -> lib/...pyz               the Docker runtime wrapper
+  D/kcm-install.json                     what the wrapper needs to add hooks
+  H/kcm-hook-prestart.json               OCI hooks files (Podman, CRI-O)
+  H/kcm-hook-poststop.json
+
+zipimport re-opens its archive by path on every import, so an archive is
+never rewritten in place: each build gets a name of its own and the symlinks
+are swapped to it in one rename each, while a process started from the
+previous archive keeps importing from that one.
+"""
+
+import json
+import logging
+import os
+import stat
+import sys
+
+from . import __version__
+from .daemon_json import DOCKER_RUNTIME, DockerConfig
+from .errors import ConfigError, UsageError
+from .pools import conf_dir as resolve_conf_dir
+from .pools import write_atomic
+from .zipapp import SEARCH_PATH, build_archive, find_python
+
+log = logging.getLogger(__name__)
+
+HOOK_PATH = SEARCH_PATH
+HOOK_ENV = [f"PATH={HOOK_PATH}"]
+# Above the 30 s default lock wait, so that a hook reports its own timeout.
+HOOK_TIMEOUT = 45
+HOOK_NAME, RUNTIME_NAME = "kcm-hook", "kcm-runc"
+INSTALL_FILE = "kcm-install.json"
+# Not D itself: Podman refuses a hooks directory holding other JSON files.
+HOOKS_SUBDIR = "hooks.d"
+HOOKS_FILES = {"prestart": "kcm-hook-prestart.json",
+               "poststop": "kcm-hook-poststop.json"}
+DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "http://", "https://")
+EXEC_MODE = 0o755
+
+
+def run(install_dir, conf_dir=None, docker_config=None, docker_host=None,
+        default_runtime=False, hooks_dir=None, out=None):
+    """Install into `install_dir`; check everything before writing anything."""
+    out = out or sys.stdout
+    plan = Plan(install_dir, conf_dir, docker_config, docker_host, default_runtime,
+                hooks_dir)
+    python = find_python()
+    archive = build_archive(python)
+    if plan.docker_config and not archive.has_runtime:
+        raise ConfigError("this kcm-hook has no Docker runtime wrapper "
+                          "(kcm_hook.runtime): install without --docker-config")
+    docker = plan.docker_change()
+
+    for directory in plan.directories():
+        prepare_dir(directory)
+    written = install_archive(plan, archive)
+    written += install_documents(plan, archive)
+    if docker is not None:
+        written += docker.write()
+
+    report(out, plan, python, archive, docker, written)
+    return 0
+
+
+class Plan:
+    """The checked arguments of one install."""
+
+    def __init__(self, install_dir, conf_dir, docker_config, docker_host,
+                 default_runtime, hooks_dir):
+        self.dir = _absolute(install_dir, "--install-dir")
+        self.lib = os.path.join(self.dir, "lib")
+        self.hooks_dir = _absolute(hooks_dir, "--hooks-dir") if hooks_dir \
+            else os.path.join(self.dir, HOOKS_SUBDIR)
+        if self.hooks_dir == self.dir:
+            raise UsageError(f"--hooks-dir={hooks_dir}: Podman and CRI-O read every "
+                             f"*.json in a hooks directory, and {self.dir} also holds "
+                             f"{INSTALL_FILE}; leave --hooks-dir out (it defaults to "
+                             f"{os.path.join(self.dir, HOOKS_SUBDIR)}) or name another "
+                             "one")
+        self.conf_dir = _absolute(resolve_conf_dir(conf_dir), "--conf-dir")
+        self.docker_host = check_docker_host(docker_host)
+        self.docker_config = _absolute(docker_config, "--docker-config") \
+            if docker_config else None
+        self.default_runtime = default_runtime
+        if default_runtime and not docker_config:
+            raise UsageError("--default-runtime needs --docker-config=<daemon.json>")
+        self.hook = os.path.join(self.dir, HOOK_NAME)
+        self.runtime = os.path.join(self.dir, RUNTIME_NAME)
+
+    def directories(self):
+        return [self.dir, self.lib, self.hooks_dir]
+
+    def docker_change(self):
+        if self.docker_config is None:
+            return None
+        return DockerConfig.load(self.docker_config).merged(
+            self.runtime, self.default_runtime)
+
+
+def _absolute(path, option):
+    if not path or not path.isprintable() or "\n" in path:
+        raise UsageError(f"{option}={path!r}: expected a directory or file path")
+    return os.path.abspath(path)
+
+
+def check_docker_host(url):
+    """Refuse a dockerd endpoint the installed hook could not reach."""
+    if url is None:
+        return None
+    if not url.isprintable() or any(c.isspace() for c in url) \
+            or not url.startswith(DOCKER_HOST_SCHEMES) \
+            or len(url) <= len(url.split("://")[0]) + 3:
+        raise UsageError(f"--docker-host={url!r}: expected unix:///path/to/docker.sock "
+                         "or tcp://HOST:PORT")
+    if url.startswith("unix://") and not url[len("unix://"):].startswith("/"):
+        raise UsageError(f"--docker-host={url!r}: a unix socket needs an absolute "
+                         "path, as in unix:///var/run/docker.sock")
+    return url
+
+
+# -- writing ----------------------------------------------------------------
+
+
+def prepare_dir(path):
+    """Create `path`, or refuse it when someone else could change what root runs."""
+    try:
+        os.makedirs(path, mode=EXEC_MODE, exist_ok=True)
+        st = os.stat(path)
+    except OSError as err:
+        raise ConfigError(f"cannot create {path}: {err.strerror}") from err
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path} is not a directory")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise ConfigError(f"{path} is owned by uid {st.st_uid} with mode "
+                          f"{stat.S_IMODE(st.st_mode):o}: the hooks run as root from "
+                          f"it, so it must belong to uid {os.geteuid()} and not be "
+                          f"writable by group or others (chmod go-w {path})")
+
+
+def install_archive(plan, archive):
+    """Write the archive under a name of its own, then point the symlinks at it.
+
+    An archive already there under that name is the same build and is kept:
+    a process may be importing from it.
+    """
+    written = []
+    path = os.path.join(plan.lib, archive.name)
+    if not os.path.isfile(path):
+        write_atomic(path, archive.data, mode=EXEC_MODE, sync=True)
+        written.append(f"wrote {path}")
+    previous = _link_target(plan.hook)
+    target = os.path.join("lib", archive.name)
+    links = [plan.hook] + ([plan.runtime] if archive.has_runtime else [])
+    for link in links:
+        if _link_target(link) != target:
+            replace_symlink(target, link)
+            written.append(f"wrote {link} -> {target}")
+    keep = {archive.name, os.path.basename(previous or "")}
+    written += prune_archives(plan.lib, keep)
+    return written
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _link_target(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def replace_symlink(target, path):
+    """Make `path` a symlink to `target` in one rename."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.rename(tmp, path)
+    except OSError as err:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise ConfigError(f"cannot replace {path}: {err.strerror}") from err
+
+
+def prune_archives(lib, keep):
+    """Remove the archives of older installs: all but the new and the previous.
+
+    TODO: an archive two installs old is removed even while a hook started
+    from it still runs; two re-installs within one hook's life can fail it.
+    """
+    removed = []
+    for name in sorted(os.listdir(lib)):
+        if name.startswith("kcm-hook-") and name.endswith(".pyz") and name not in keep:
+            path = os.path.join(lib, name)
+            try:
+                os.unlink(path)
+                removed.append(f"removed {path}")
+            except OSError as err:
+                log.warning("cannot remove old archive %s: %s", path, err.strerror)
+    return removed
+
+
+def install_documents(plan, archive):
+    """kcm-install.json for the wrapper and the OCI hooks files."""
+    documents = [(os.path.join(plan.dir, INSTALL_FILE), install_document(plan))]
+    for stage, name in HOOKS_FILES.items():
+        documents.append((os.path.join(plan.hooks_dir, name),
+                          hooks_document(stage, plan.hook, plan.conf_dir)))
+    written = []
+    for path, doc in documents:
+        text = json.dumps(doc, indent=2) + "\n"
+        if _read_bytes(path) != text.encode():
+            write_atomic(path, text)
+            written.append(f"wrote {path}")
+    return written
+
+
+def install_document(plan):
+    """What the runtime wrapper reads to build the hook entries it adds."""
+    return {"conf_dir": plan.conf_dir, "docker_host": plan.docker_host,
+            "hook": plan.hook, "runtime": None}
+
+
+def hooks_document(stage, hook, conf_dir):
+    """An OCI hooks file (format 1.0.0) running `hook stage` for every container.
+
+    Every container, so that those naming no pool are kept on infra and off
+    the dataplane cores. No --docker-host: Podman and CRI-O containers are not
+    dockerd's, and their pool comes from annotations or KCM_POOL.
+    """
+    return {"version": "1.0.0",
+            "hook": {"path": hook,
+                     "args": [HOOK_NAME, stage, f"--conf-dir={conf_dir}"],
+                     "env": list(HOOK_ENV), "timeout": HOOK_TIMEOUT},
+            "when": {"always": True},
+            "stages": [stage]}
+
+
+def installed(directory):
+    """The kcm-install.json of `directory` as a dict."""
+    path = os.path.join(directory, INSTALL_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing: run kcm-hook install "
+                          f"--install-dir={directory}") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read {path} ({err}): run kcm-hook install "
+                          f"--install-dir={directory} again") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("conf_dir"), str):
+        raise ConfigError(f"{path} has no conf_dir: run kcm-hook install again")
+    return doc
+
+
+# -- telling the user ---------------------------------------------------------
+
+
+def report(out, plan, python, archive, docker, written):
+    """Print what was written and what the user still has to do."""
+    bytecode = "with bytecode" if archive.compiled else \
+        "source only: built by another Python version, so it starts slower"
+    print(f"kcm-hook {__version__} for {python.path} "
+          f"(Python {python.version[0]}.{python.version[1]}, {bytecode}); "
+          f"carries {', '.join(archive.packages)}", file=out)
+    for line in written or ["wrote nothing: every file was already up to date"]:
+        print(f"  {line}", file=out)
+    if docker is not None:
+        for change in docker.changes or ["already registers the kcm runtime"]:
+            print(f"  {docker.path}: {change}", file=out)
+        if docker.backup:
+            print(f"  previous {os.path.basename(docker.path)} saved as "
+                  f"{docker.backup}", file=out)
+    print("still to do:", file=out)
+    for step in todo(plan, archive, docker):
+        print(f"  - {step}", file=out)
+
+
+def todo(plan, archive, docker):
+    steps = []
+    if not os.path.isdir(os.path.join(plan.conf_dir, "pools")):
+        steps.append(f"{plan.conf_dir} holds no pools yet: kcm-hook init "
+                     f"--conf-dir={plan.conf_dir}")
+    if docker is not None and docker.changes:
+        steps.append("dockerd reads daemon.json only when it starts or reloads: "
+                     "systemctl reload docker (or kill -HUP the dockerd process)")
+    elif docker is None and archive.has_runtime:
+        steps.append(f"Docker: add {{\"runtimes\": {{\"{DOCKER_RUNTIME}\": {{\"path\": "
+                     f"\"{plan.runtime}\"}}}}}} to daemon.json, or run install again "
+                     "with --docker-config=/etc/docker/daemon.json; then reload "
+                     "dockerd")
+    if archive.has_runtime:
+        steps.append(f"Docker: docker run --runtime {DOCKER_RUNTIME} --label "
+                     "kcm.pool=dataplane IMAGE")
+    steps.append(f"Podman: podman --hooks-dir={plan.hooks_dir} run --annotation "
+                 f"kcm.pool=dataplane IMAGE, or add \"{plan.hooks_dir}\" to hooks_dir "
+                 "in [engine] of containers.conf")
+    steps.append(f"CRI-O: add \"{plan.hooks_dir}\" to hooks_dir in [crio.runtime] of "
+                 "crio.conf, then restart crio")
+    return steps
