@@ -12,13 +12,13 @@ jsonschema is imported here only, never on the hooks' path.
 
 import json
 import os
+import pkgutil
 import stat
 
 from . import allocator, cpulist, procfs, topology
 from .errors import ConfigError, KcmError
 from .pools import HOLDERS_FILE, TEMPORARY, Configuration, _check_owner
 
-SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 MAX_FILE_BYTES = 1 << 20
 
 
@@ -265,10 +265,15 @@ def schema_problems(schema_name, document, path, tree=False):
     With `tree`, the document is a directory read by read_tree and the line
     names the file; otherwise it names the JSON path within `path`.
     """
-    import jsonschema
+    try:
+        import jsonschema
+    except ImportError:
+        raise KcmError("check needs the jsonschema package, which this Python lacks "
+                       "(the installed zipapp does not carry it): run check from "
+                       "the kcm image or a pip install of kcm-hook") from None
 
-    with open(os.path.join(SCHEMA_DIR, schema_name), encoding="utf-8") as f:
-        schema = json.load(f)
+    # pkgutil reads package data from a directory and from the zipapp alike.
+    schema = json.loads(pkgutil.get_data(__package__, f"schemas/{schema_name}"))
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(document), key=lambda e: list(e.path)):

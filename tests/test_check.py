@@ -217,3 +217,28 @@ def test_command_line(machine):
                          capture_output=True, text=True)
     assert out.returncode == 1 and out.stderr == ""
     assert out.stdout.count("\n") == 1 and "not be writable by group or others" in out.stdout
+
+
+def test_what_install_writes_passes_check(machine, tmp_path, monkeypatch, capsys):
+    from kcm_hook import cli, install, zipapp
+    conf_dir, _, _ = machine
+    monkeypatch.setattr(zipapp, "VENDORED", ())
+    dest = str(tmp_path / "opt-kcm")
+    # TODO: with --docker-config too, once the runtime wrapper is on main.
+    assert cli.main(["install", f"--install-dir={dest}", f"--conf-dir={conf_dir}"]) == 0
+    capsys.readouterr()
+    for name in install.HOOKS_FILES.values():
+        hooks_file = os.path.join(dest, "hooks.d", name)
+        code, lines = run_check(capsys, conf_dir, hooks_file=hooks_file)
+        assert (code, lines) == (0, [f"ok: {conf_dir}, {hooks_file}"])
+
+
+def test_without_jsonschema_check_says_so_in_one_line(machine):
+    conf_dir, _, _ = machine
+    probe = ("import sys; sys.modules['jsonschema'] = None\n"
+             "from kcm_hook.cli import main\n"
+             f"sys.exit(main(['check', '--conf-dir={conf_dir}'], prog='kcm-hook'))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.startswith("kcm-hook: error: check needs the jsonschema package")
+    assert out.stderr.count("\n") == 1
