@@ -59,7 +59,8 @@ def test_64_prestarts_for_one_dataplane_cpuset_admit_exactly_one(
         if code != 0:
             assert code == 1
             assert err.count("\n") == 1 and "Traceback" not in err
-            assert "pool 'dataplane' is exhausted: 1 of 1 exclusive cpusets in use" in err
+            assert ("pool 'dataplane' is exhausted: 1 of 1 exclusive cpusets in use"
+                    in err)
     [winner] = admitted
     assert all_tasks(host_conf)[("dataplane", dataplane)] == [winner]
     assert allowed_cpus(winner) == dataplane
@@ -75,7 +76,8 @@ def test_64_prestarts_for_one_dataplane_cpuset_admit_exactly_one(
     assert tasks_file_contents(host_conf) == {""}
 
 
-def test_64_prestarts_into_the_shared_pool_are_all_recorded(host_conf, processes, bundle):
+def test_64_prestarts_into_the_shared_pool_are_all_recorded(
+        host_conf, processes, bundle):
     pids = processes.spawn(COUNT)
     [infra] = Configuration(host_conf).pool("infra").cpusets
     states = [oci_state(f"c{pid}", pid, bundle, "infra") for pid in pids]

@@ -97,7 +97,9 @@ def assert_repaired(conf_dir, live):
 @pytest.mark.parametrize("point", crashpoints.ALLOCATE)
 def test_prestart_killed_at_each_step(point, host_conf, processes, bundle):
     bystander, victim, retry = processes.spawn(3)
-    assert hook("prestart", host_conf, oci_state("bystander", bystander, bundle))[0] == 0
+    code, _, err = hook("prestart", host_conf,
+                        oci_state("bystander", bystander, bundle))
+    assert code == 0, err
     before = tasks_files(host_conf)
 
     code, _, _ = hook("prestart", host_conf, oci_state("victim", victim, bundle,
@@ -142,7 +144,8 @@ def test_poststop_killed_at_each_step(point, host_conf, processes, bundle):
 
 def test_crash_points_cost_nothing_when_unset(host_conf, processes, bundle):
     [pid] = processes.spawn(1)
-    code, out, err = hook("prestart", host_conf, oci_state("c", pid, bundle, "dataplane"),
+    code, out, err = hook("prestart", host_conf,
+                          oci_state("c", pid, bundle, "dataplane"),
                           crash_at="no-such-point")
     assert (code, out, err) == (0, "", "")
     assert crashpoints._CRASH_AT is None

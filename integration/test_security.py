@@ -93,8 +93,8 @@ def test_drift_is_reported_by_check_and_repaired(host_conf, processes, tmp_path)
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / "config.json").write_text("{}")
-    code, _, err = finish(start_hook("prestart", host_conf,
-                                     oci_state("drifter", pid, str(bundle), "dataplane")))
+    state = oci_state("drifter", pid, str(bundle), "dataplane")
+    code, _, err = finish(start_hook("prestart", host_conf, state))
     assert code == 0, err
     assert allowed_cpus(pid) == "1"
     checked = subprocess.run([KCM_HOOK, "check", f"--conf-dir={host_conf}"],
@@ -110,7 +110,8 @@ def test_drift_is_reported_by_check_and_repaired(host_conf, processes, tmp_path)
                              capture_output=True, text=True)
     assert checked.returncode == 1
     assert checked.stdout == (f"{cpus_file}: container drifter (pid {pid}) runs on "
-                              "CPUs 0-1 but holds dataplane/1: run kcm-hook reconcile\n")
+                              "CPUs 0-1 but holds dataplane/1: run kcm-hook "
+                              "reconcile\n")
 
     conf = Configuration(host_conf)
     with conf.locked():

@@ -88,8 +88,8 @@ def _check_online(pool, cpuset):
     missing = set(cpulist.parse(cpuset.cpus)) - set(topology.online_cpus())
     if missing:
         raise ConfigError(f"cpuset {cpuset.cpus} of pool {pool.name!r} names CPUs "
-                          f"{cpulist.format(missing)} that are offline or absent: bring "
-                          "them online, or re-run kcm-hook init --overwrite")
+                          f"{cpulist.format(missing)} that are offline or absent: "
+                          "bring them online, or re-run kcm-hook init --overwrite")
 
 
 def release(conf, container=None, pid=None):
@@ -200,7 +200,7 @@ def drift(conf, holders=None):
 
 
 def repair_drift(conf, holders=None):
-    """Confine every drifted container to its recorded cpuset again; return the count."""
+    """Confine each drifted container to its recorded cpuset again; return how many."""
     repaired = 0
     for holder, cgroup, actual in list(drift(conf, holders)):
         cgroup.confine(holder.cpus)

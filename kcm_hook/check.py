@@ -33,8 +33,8 @@ def run(conf_dir, hooks_file=None, docker_config=None):
     for problem in problems:
         print(problem)
     if not problems:
-        print(f"ok: {conf.path}" + "".join(f", {path}" for path in (hooks_file,
-                                                                    docker_config) if path))
+        checked = [conf.path] + [path for path in (hooks_file, docker_config) if path]
+        print("ok: " + ", ".join(checked))
     return 1 if problems else 0
 
 
@@ -141,8 +141,9 @@ def _overlaps(conf, pools):
         for second, second_cpus in cpusets[i + 1:]:
             shared = first_cpus & second_cpus
             if shared:
-                yield (f"{conf.pools_dir}: cpusets {first} and {second} overlap on CPUs "
-                       f"{cpulist.format(shared)}: re-run kcm-hook init --overwrite")
+                yield (f"{conf.pools_dir}: cpusets {first} and {second} overlap "
+                       f"on CPUs {cpulist.format(shared)}: re-run kcm-hook init "
+                       "--overwrite")
 
 
 def _offline(conf, pools):
@@ -186,9 +187,9 @@ def _task_problems(conf, pools, holders):
 
 def _drift(holders, conf):
     for holder, cgroup, actual in allocator.drift(conf, holders):
-        yield (f"{cgroup.cpus_file()}: container {holder.container} (pid {holder.pid}) "
-               f"runs on CPUs {actual or '(none)'} but holds {holder.pool}/{holder.cpus}: "
-               "run kcm-hook reconcile")
+        yield (f"{cgroup.cpus_file()}: container {holder.container} "
+               f"(pid {holder.pid}) runs on CPUs {actual or '(none)'} but holds "
+               f"{holder.pool}/{holder.cpus}: run kcm-hook reconcile")
 
 
 # -- hooks.d and daemon.json --------------------------------------------------
@@ -223,8 +224,8 @@ def daemon_problems(path):
         problems += _program_problems(path, runtime["path"], f"runtime {name!r}")
     default = doc.get("default-runtime")
     if default is not None and default != "runc" and default not in runtimes:
-        problems.append(f"{path}: default-runtime {default!r} is not among the runtimes "
-                        f"({', '.join(sorted(runtimes)) or 'none'}) nor runc")
+        problems.append(f"{path}: default-runtime {default!r} is not among the "
+                        f"runtimes ({', '.join(sorted(runtimes)) or 'none'}) nor runc")
     return problems
 
 

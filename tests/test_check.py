@@ -69,7 +69,8 @@ def test_overlapping_cpusets(machine, capsys):
     os.rename(os.path.join(pools, "controlplane", "3,11"),
               os.path.join(pools, "controlplane", "3-4,11-12"))
     line = one_problem(capsys, conf_dir)
-    assert "cpusets controlplane/3-4,11-12 and dataplane/4,12 overlap on CPUs 4,12" in line
+    assert ("cpusets controlplane/3-4,11-12 and dataplane/4,12 overlap on CPUs 4,12"
+            in line)
 
 
 def test_offline_and_absent_cpus(machine, capsys):
@@ -77,8 +78,9 @@ def test_offline_and_absent_cpus(machine, capsys):
     write(os.path.join(sys_root, "devices", "system", "cpu", "online"), "0-6,8-14\n")
     code, lines = run_check(capsys, conf_dir)
     assert code == 1
-    assert lines == [f"{conf_dir}/pools/dataplane/7,15: names CPUs 7,15 that are offline "
-                     "or absent: bring them online or re-run kcm-hook init --overwrite"]
+    assert lines == [f"{conf_dir}/pools/dataplane/7,15: names CPUs 7,15 that are "
+                     "offline or absent: bring them online or re-run kcm-hook init "
+                     "--overwrite"]
 
 
 def test_dead_and_reused_pids(machine, capsys):
@@ -92,8 +94,8 @@ def test_dead_and_reused_pids(machine, capsys):
     assert sorted(lines) == sorted([
         f"{conf_dir}/pools/dataplane/4,12/tasks: pid 300 (container gone) is dead: "
         "run kcm-hook reconcile",
-        f"{conf_dir}/pools/infra/0-2,8-10/tasks: pid 301 (container reused) was reused by "
-        "another process: run kcm-hook reconcile"])
+        f"{conf_dir}/pools/infra/0-2,8-10/tasks: pid 301 (container reused) was "
+        "reused by another process: run kcm-hook reconcile"])
 
 
 def test_unfinished_record(machine, capsys):
@@ -110,7 +112,8 @@ def test_drift(machine, capsys):
     write(os.path.join(fake.cgroup_root, "ctr-300", "cpuset.cpus"), "0-15\n")
     line = one_problem(capsys, conf_dir)
     assert line == (f"{fake.cgroup_root}/ctr-300/cpuset.cpus: container a (pid 300) "
-                    "runs on CPUs 0-15 but holds dataplane/4,12: run kcm-hook reconcile")
+                    "runs on CPUs 0-15 but holds dataplane/4,12: run kcm-hook "
+                    "reconcile")
 
 
 def test_leftover_temporary(machine, capsys):
@@ -151,7 +154,8 @@ def test_schema_and_safety_problems(machine, capsys, change, expected):
 
 def test_missing_directory(tmp_path, capsys):
     code, lines = run_check(capsys, str(tmp_path / "nope"))
-    assert (code, lines) == (1, [f"{tmp_path}/nope: no such directory: run kcm-hook init"])
+    assert (code, lines) == (
+        1, [f"{tmp_path}/nope: no such directory: run kcm-hook init"])
 
 
 def hooks_doc(program, stage="prestart"):
@@ -195,7 +199,8 @@ def test_daemon_json(machine, capsys, tmp_path):
     code, lines = run_check(capsys, conf_dir, docker_config=str(path))
     assert code == 1
     assert lines == [f"{path}: at $.runtimes.kcm: 'path' is a required property",
-                     f"{path}: at $.runtimes.kcm.runtimeArgs: 'x' is not of type 'array'"]
+                     f"{path}: at $.runtimes.kcm.runtimeArgs: 'x' is not of type "
+                     "'array'"]
 
     path.write_text(json.dumps({"default-runtime": "kcm"}))
     code, lines = run_check(capsys, conf_dir, docker_config=str(path))
@@ -216,7 +221,8 @@ def test_command_line(machine):
     out = subprocess.run([KCM_HOOK, "check", f"--conf-dir={conf_dir}"],
                          capture_output=True, text=True)
     assert out.returncode == 1 and out.stderr == ""
-    assert out.stdout.count("\n") == 1 and "not be writable by group or others" in out.stdout
+    assert out.stdout.count("\n") == 1
+    assert "not be writable by group or others" in out.stdout
 
 
 def test_what_install_writes_passes_check(machine, tmp_path, monkeypatch, capsys):

@@ -151,7 +151,7 @@ class PoolMachine(RuleBasedStateMachine):
                 if entry != "exclusive":
                     with open(os.path.join(pools_dir, pool, entry, "tasks")) as f:
                         text = f.read()
-                    tasks[(pool, entry)] = [int(p) for p in text.split(",")] if text else []
+                    tasks[(pool, entry)] = [int(p) for p in text.split(",") if p]
         with open(os.path.join(self.conf_dir, "holders.json")) as f:
             holders = json.load(f)["holders"]
         return tasks, exclusive, holders
@@ -197,8 +197,9 @@ class PoolMachine(RuleBasedStateMachine):
         assert {(p, c): e["tasks"] for p, pool in described.items()
                 for c, e in pool["cpuLists"].items()} == tasks
         assert {p for p, pool in described.items() if pool["exclusive"]} == exclusive
-        assert sorted(c for pool in described.values() for e in pool["cpuLists"].values()
-                      for c in e["containers"]) == sorted(
+        containers = [c for pool in described.values()
+                      for e in pool["cpuLists"].values() for c in e["containers"]]
+        assert sorted(containers) == sorted(
             h["container"] for h in holders if h["container"] is not None)
 
 

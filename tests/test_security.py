@@ -36,13 +36,14 @@ def open_umask():
 
 def test_init_creates_nothing_others_can_write_even_under_umask_0(tmp_path, open_umask):
     sys_root = make_sysfs(str(tmp_path / "sys"), sixteen_cpus())
-    layout.init(str(tmp_path / "etc" / "deep" / "kcm"), topology.discover(sys_root), 4, 1)
+    conf_dir = str(tmp_path / "etc" / "deep" / "kcm")
+    layout.init(conf_dir, topology.discover(sys_root), 4, 1)
     assert writable_by_others(str(tmp_path / "etc")) == []
     assert not os.stat(tmp_path / "etc").st_mode & 0o022
 
 
-def test_hooks_create_nothing_others_can_write(conf_dir, tmp_path, monkeypatch,
-                                                open_umask):
+def test_hooks_create_nothing_others_can_write(
+        conf_dir, tmp_path, monkeypatch, open_umask):
     from kcm_hook import hooks
     fake = FakeProc(str(tmp_path / "fake"))
     monkeypatch.setenv("KCM_PROCFS", fake.proc)
@@ -62,7 +63,8 @@ def test_log_file_is_not_writable_by_others(tmp_path, open_umask):
     assert not log.stat().st_mode & 0o022
 
 
-def test_atomic_write_replaces_a_symlink_and_never_writes_through_it(conf_dir, tmp_path):
+def test_atomic_write_replaces_a_symlink_and_never_writes_through_it(
+        conf_dir, tmp_path):
     outside = tmp_path / "outside.json"
     outside.write_text("precious")
     holders = os.path.join(conf_dir, "holders.json")
@@ -87,7 +89,8 @@ def test_atomic_write_refuses_a_planted_temporary_symlink(conf_dir, tmp_path):
     assert outside.read_text() == "precious"
 
 
-def test_hook_path_imports_neither_jsonschema_nor_docker_nor_pyroute2(conf_dir, tmp_path):
+def test_hook_path_imports_neither_jsonschema_nor_docker_nor_pyroute2(
+        conf_dir, tmp_path):
     fake = FakeProc(str(tmp_path / "fake"))
     fake.spawn(300)
     state = json.dumps({"id": "a", "pid": 300, "bundle": str(tmp_path),
@@ -97,8 +100,8 @@ def test_hook_path_imports_neither_jsonschema_nor_docker_nor_pyroute2(conf_dir, 
              "for stage in ('prestart', 'poststop'):\n"
              "    sys.stdin = io.TextIOWrapper(io.BytesIO(state))\n"
              f"    assert main([stage, '--conf-dir={conf_dir}']) == 0\n"
-             "print(sorted(m for m in sys.modules\n"
-             "             if m.split('.')[0] in ('jsonschema', 'docker', 'pyroute2')))\n")
+             "heavy = ('jsonschema', 'docker', 'pyroute2')\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n")
     env = dict(os.environ, KCM_PROCFS=fake.proc)
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, env=env)
     assert out.returncode == 0, out.stderr
