@@ -53,6 +53,7 @@ def reconcile_once(conf_dir):
     conf = Configuration(conf_dir)
     with conf.locked():
         allocator.sweep(conf)
+        allocator.repair_drift(conf)
 
 
 def tasks_files(conf_dir):

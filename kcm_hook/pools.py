@@ -35,6 +35,7 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_POOL = "infra"
 HOLDERS_FILE = "holders.json"
 FILE_MODE = 0o644
+MAX_FILE_BYTES = 1 << 20  # more than 5000 holders; a bigger file is not ours
 # write_atomic's file aside: .<name>.<pid of the writer>.tmp
 TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp")
 DIR_MODE = 0o755
@@ -326,7 +327,10 @@ def _read_text(path, missing_ok=False):
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(f"{path} is not a regular file")
         _check_owner(path, st, "file")
-        data = f.read(1 << 20)
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_FILE_BYTES} bytes: it cannot be "
+                          "kcm-hook's; fix or remove it")
     try:
         return data.decode("ascii") if path.endswith("tasks") else data.decode("utf-8")
     except UnicodeDecodeError:

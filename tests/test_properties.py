@@ -3,7 +3,8 @@
 A fake 128-core machine (256 CPUs) and fake processes; after every step the
 files must parse, no exclusive cpuset may have two live holders, every live
 holder must hold exactly one cpuset, the cgroup of each holder must be
-confined to what was recorded, and describe must agree with the files.
+confined to what was recorded (after a reconcile, when someone rewrote it),
+and describe must agree with the files.
 """
 
 import atexit
@@ -63,6 +64,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.next_pid = 100
         self.next_start = 1
         self.container_pid = {}
+        self.drifted = set()  # pids whose cgroup someone else rewrote
 
     def teardown(self):
         for key, value in self.saved_env.items():
@@ -125,6 +127,19 @@ class PoolMachine(RuleBasedStateMachine):
         conf = Configuration(self.conf_dir)
         with conf.locked():
             allocator.sweep(conf)
+            allocator.repair_drift(conf)
+        self.drifted.clear()
+
+    @rule(data=st.data())
+    def cgroup_is_rewritten(self, data):
+        """Someone else widens a container's cpuset; reconcile must narrow it again."""
+        live = sorted(p for p in self.container_pid.values() if self.fake.alive(p))
+        if live:
+            pid = data.draw(st.sampled_from(live))
+            cpus = os.path.join(self.fake.cgroup_root, f"ctr-{pid}", "cpuset.cpus")
+            with open(cpus, "w") as f:
+                f.write(f"0-{2 * CORES - 1}\n")
+            self.drifted.add(pid)
 
     @rule(data=st.data())
     def process_dies(self, data):
@@ -190,7 +205,8 @@ class PoolMachine(RuleBasedStateMachine):
         containers = [h["container"] for h in live if h["container"] is not None]
         assert len(set(containers)) == len(containers)
         for holder in live:
-            assert self.fake.cgroup_cpus(holder["pid"]) == holder["cpus"]
+            if holder["pid"] not in self.drifted:
+                assert self.fake.cgroup_cpus(holder["pid"]) == holder["cpus"]
 
     def describe_agrees_with_the_files(self, conf, tasks, exclusive, holders):
         described = conf.describe()["pools"]
