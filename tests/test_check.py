@@ -248,3 +248,23 @@ def test_without_jsonschema_check_says_so_in_one_line(machine):
     assert out.returncode == 1
     assert out.stderr.startswith("kcm-hook: error: check needs the jsonschema package")
     assert out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["configuration.json", "holders.json", "hooks.json",
+                                  "daemon.json"])
+def test_shipped_schemas_are_valid_json_schemas(name):
+    import pkgutil
+
+    import jsonschema
+    schema = json.loads(pkgutil.get_data("kcm_hook", f"schemas/{name}"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_holders_json_that_kcm_writes_passes_its_schema(machine):
+    conf_dir, fake, _ = machine
+    place(conf_dir, fake, 300, "a")
+    place(conf_dir, fake, 301, None, pool="infra")
+    with open(os.path.join(conf_dir, "holders.json")) as f:
+        doc = json.load(f)
+    assert len(doc["holders"]) == 2
+    assert check.schema_problems("holders.json", doc, "holders.json") == []
