@@ -369,8 +369,9 @@ def write_atomic(path, text, mode=FILE_MODE, sync=False):
         finally:
             os.close(fd)
         crashpoints.reached(f"atomic:{name}")
-        # TODO: no fsync: a SIGKILL cannot tear a file, but a power loss on a
-        # file system without rename ordering could leave an empty one.
+        # TODO: the hooks write without `sync`: a SIGKILL cannot tear a file,
+        # but a power loss on a file system without rename ordering could
+        # leave an empty tasks file or holders.json.
         os.rename(tmp, path)
     except OSError as err:
         _unlink_quietly(tmp)
