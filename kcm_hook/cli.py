@@ -38,7 +38,8 @@ exit status:
   0  success
   1  operational error: exhausted pool, lock timeout, bad configuration or state
   2  bad usage
-  isolate exits with its command's status (128+N when killed by signal N)"""
+  isolate exits with its command's status (128+N when killed by signal N),
+  127 when the command is not found, 126 when it cannot be run"""
 
 
 class Parser(argparse.ArgumentParser):

@@ -7,6 +7,10 @@ with `exit_code`; library code raises and never exits.
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+# isolate, as env(1) and nice(1) do: its command exists but cannot be run, or
+# does not exist.
+EXIT_CANNOT_RUN = 126
+EXIT_NOT_FOUND = 127
 
 
 class KcmError(Exception):
@@ -51,3 +55,15 @@ class StateError(KcmError):
 
 class CgroupError(KcmError):
     """A container's cgroup cannot be found or written."""
+
+
+class AffinityError(KcmError):
+    """The CPU affinity of a process cannot be set."""
+
+
+class CommandError(KcmError):
+    """The command given to isolate cannot be run; `exit_code` says why."""
+
+    def __init__(self, message, exit_code=EXIT_NOT_FOUND):
+        super().__init__(message)
+        self.exit_code = exit_code
