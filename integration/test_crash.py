@@ -5,7 +5,6 @@ must hold either its old or its new content, and one reconcile must leave no
 cpuset held by a dead process and no container holding two.
 """
 
-import importlib.util
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ import pytest
 from integration.cpusets import CpusetProcesses, allowed_cpus, finish, oci_state, \
     start_hook
 from integration.runc import KCM_HOOK
-from kcm_hook import allocator, crashpoints
+from kcm_hook import crashpoints
 from kcm_hook.pools import TEMPORARY, Configuration
 
 
@@ -44,16 +43,9 @@ def hook(stage, conf_dir, state, crash_at=None):
 
 
 def reconcile_once(conf_dir):
-    """One reconcile pass: the command when it exists, else the sweep it runs."""
-    if importlib.util.find_spec("kcm_hook.reconcile") is not None:
-        out = subprocess.run([KCM_HOOK, "reconcile", f"--conf-dir={conf_dir}"],
-                             capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        return
-    conf = Configuration(conf_dir)
-    with conf.locked():
-        allocator.sweep(conf)
-        allocator.repair_drift(conf)
+    out = subprocess.run([KCM_HOOK, "reconcile", f"--conf-dir={conf_dir}"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def tasks_files(conf_dir):

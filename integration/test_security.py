@@ -10,8 +10,6 @@ import pytest
 from integration.cpusets import CpusetProcesses, allowed_cpus, finish, oci_state, \
     start_hook
 from integration.runc import KCM_HOOK, kcm_hooks, make_bundle
-from kcm_hook import allocator
-from kcm_hook.pools import Configuration
 
 # Runs kcm-hook under a Python audit hook (PEP 578) that appends every file
 # opened and every process started to the log named by the first argument.
@@ -113,9 +111,9 @@ def test_drift_is_reported_by_check_and_repaired(host_conf, processes, tmp_path)
                               "CPUs 0-1 but holds dataplane/1: run kcm-hook "
                               "reconcile\n")
 
-    conf = Configuration(host_conf)
-    with conf.locked():
-        assert allocator.repair_drift(conf) == 1
+    repaired = subprocess.run([KCM_HOOK, "reconcile", f"--conf-dir={host_conf}"],
+                              capture_output=True, text=True)
+    assert repaired.returncode == 0, repaired.stderr
     assert allowed_cpus(pid) == "1"
     checked = subprocess.run([KCM_HOOK, "check", f"--conf-dir={host_conf}"],
                              capture_output=True, text=True)

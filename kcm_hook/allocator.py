@@ -13,11 +13,12 @@ from .pools import Holder
 log = logging.getLogger(__name__)
 
 
-def allocate(conf, pool_name, pid, container=None, confine=None):
+def allocate(conf, pool_name, pid, container=None, confine=None, cgroup=None):
     """Give `pid` a cpuset of `pool_name` and return its cpulist.
 
     `confine(cpus)` is called before anything is recorded, so a failure to
     confine leaves no trace. A container that already holds a cpuset keeps it.
+    `cgroup`, the directory `confine` writes, is recorded for repair_drift.
     """
     holders = conf.holders()
     if container is not None:
@@ -35,7 +36,7 @@ def allocate(conf, pool_name, pid, container=None, confine=None):
     crashpoints.reached("allocate:confined")
 
     holders.append(Holder(pid=pid, start=procfs.start_time(pid), pool=pool.name,
-                          cpus=cpuset.cpus, container=container))
+                          cpus=cpuset.cpus, container=container, cgroup=cgroup))
     conf.write_holders(holders)
     crashpoints.reached("allocate:recorded-holder")
     cpuset.tasks.append(pid)
@@ -200,10 +201,25 @@ def drift(conf, holders=None):
 
 
 def repair_drift(conf, holders=None):
-    """Confine each drifted container to its recorded cpuset again; return how many."""
+    """Confine each drifted container to its recorded cpuset again; return how many.
+
+    Only a cgroup kcm confined itself is written: one whose directory was
+    recorded at allocation and still holds the container. A process that has
+    moved, or a record without a cgroup, is left alone with a warning, since
+    the cgroup it is in now may be shared with processes that are not kcm's.
+    """
     repaired = 0
     for holder, cgroup, actual in list(drift(conf, holders)):
-        cgroup.confine(holder.cpus)
+        if holder.cgroup is None or cgroup.path != holder.cgroup:
+            log.warning("not repairing container %s (pid %s): it is in %s, not in the "
+                        "cgroup kcm confined (%s)", holder.container, holder.pid,
+                        cgroup.path, holder.cgroup)
+            continue
+        try:
+            cgroup.confine(holder.cpus)
+        except CgroupError as err:
+            log.error("cannot repair container %s: %s", holder.container, err)
+            continue
         log.info("repaired drift container=%s pid=%s cpus=%s (was %s)",
                  holder.container, holder.pid, holder.cpus, actual)
         repaired += 1

@@ -187,9 +187,15 @@ def _task_problems(conf, pools, holders):
 
 def _drift(holders, conf):
     for holder, cgroup, actual in allocator.drift(conf, holders):
+        if holder.cgroup == cgroup.path:
+            fix = "run kcm-hook reconcile"
+        else:
+            confined = holder.cgroup or "none recorded"
+            fix = (f"it is not in the cgroup kcm confined ({confined}), so reconcile "
+                   "leaves it alone: restart the container")
         yield (f"{cgroup.cpus_file()}: container {holder.container} "
                f"(pid {holder.pid}) runs on CPUs {actual or '(none)'} but holds "
-               f"{holder.pool}/{holder.cpus}: run kcm-hook reconcile")
+               f"{holder.pool}/{holder.cpus}: {fix}")
 
 
 # -- hooks.d and daemon.json --------------------------------------------------

@@ -90,10 +90,14 @@ class Holder:
     pool: str
     cpus: str
     container: object = None  # container id, or None for isolate
+    cgroup: object = None  # the cpuset cgroup directory kcm confined, if any
 
     def to_json(self):
-        return {"pid": self.pid, "start": self.start, "pool": self.pool,
-                "cpus": self.cpus, "container": self.container}
+        doc = {"pid": self.pid, "start": self.start, "pool": self.pool,
+               "cpus": self.cpus, "container": self.container}
+        if self.cgroup is not None:
+            doc["cgroup"] = self.cgroup
+        return doc
 
 
 class Configuration:
@@ -189,7 +193,8 @@ class Configuration:
         try:
             doc = json.loads(text)
             return [Holder(pid=h["pid"], start=h["start"], pool=h["pool"],
-                           cpus=h["cpus"], container=h.get("container"))
+                           cpus=h["cpus"], container=h.get("container"),
+                           cgroup=h.get("cgroup"))
                     for h in doc["holders"]]
         except (ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"{path} is not a holder list ({err}); "

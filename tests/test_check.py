@@ -28,13 +28,15 @@ def machine(tmp_path, monkeypatch):
     return conf_dir, fake, sys_root
 
 
-def place(conf_dir, fake, pid, container, pool="dataplane"):
+def place(conf_dir, fake, pid, container, pool="dataplane", record_cgroup=True):
     from kcm_hook import allocator, cgroups
     fake.spawn(pid, start=pid * 10)
     conf = Configuration(conf_dir)
+    cgroup = cgroups.cgroup_of(pid)
     with conf.locked():
         return allocator.allocate(conf, pool, pid, container=container,
-                                  confine=cgroups.cgroup_of(pid).confine)
+                                  confine=cgroup.confine,
+                                  cgroup=cgroup.path if record_cgroup else None)
 
 
 def run_check(capsys, conf_dir, **kwargs):
@@ -114,6 +116,35 @@ def test_drift(machine, capsys):
     assert line == (f"{fake.cgroup_root}/ctr-300/cpuset.cpus: container a (pid 300) "
                     "runs on CPUs 0-15 but holds dataplane/4,12: run kcm-hook "
                     "reconcile")
+
+
+def test_drift_of_a_cgroup_kcm_did_not_confine_is_reported_and_left_alone(
+        machine, capsys):
+    from kcm_hook import allocator
+    conf_dir, fake, _ = machine
+    place(conf_dir, fake, 300, "unrecorded", record_cgroup=False)
+    place(conf_dir, fake, 301, "moved", pool="infra")
+    for pid in (300, 301):
+        write(os.path.join(fake.cgroup_root, f"ctr-{pid}", "cpuset.cpus"), "0-15\n")
+    fake.spawn(301, start=3010, cgroup="/shared")  # same process, another cgroup
+    write(os.path.join(fake.cgroup_root, "shared", "cpuset.cpus"), "0-15\n")
+
+    code, lines = run_check(capsys, conf_dir)
+    assert code == 1
+    assert lines == [
+        f"{fake.cgroup_root}/ctr-300/cpuset.cpus: container unrecorded (pid 300) runs "
+        "on CPUs 0-15 but holds dataplane/4,12: it is not in the cgroup kcm confined "
+        "(none recorded), so reconcile leaves it alone: restart the container",
+        f"{fake.cgroup_root}/shared/cpuset.cpus: container moved (pid 301) runs on "
+        "CPUs 0-15 but holds infra/0-2,8-10: it is not in the cgroup kcm confined "
+        f"({fake.cgroup_root}/ctr-301), so reconcile leaves it alone: restart the "
+        "container"]
+
+    conf = Configuration(conf_dir)
+    with conf.locked():
+        assert allocator.repair_drift(conf) == 0
+    assert fake.cpus_of("/shared").strip() == "0-15"
+    assert fake.cgroup_cpus(300) == "0-15"
 
 
 def test_leftover_temporary(machine, capsys):

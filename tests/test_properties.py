@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from kcm_hook import allocator, cgroups, hooks, layout, procfs, topology
+from kcm_hook import allocator, cgroups, hooks, layout, procfs, reconcile, topology
 from kcm_hook.errors import KcmError
 from kcm_hook.pools import Configuration
 from tests.conftest import make_sysfs
@@ -111,7 +111,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(pool=st.sampled_from(POOLS))
     def isolate(self, pool):
-        # TODO: drive kcm_hook.isolate once it is on main; this is its allocation.
+        # isolate forks a real child; this is the allocation it makes for it.
         pid = self.spawn()
         conf = Configuration(self.conf_dir)
         try:
@@ -123,11 +123,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule()
     def reconcile(self):
-        # TODO: drive kcm_hook.reconcile once it is on main; this is its sweep.
-        conf = Configuration(self.conf_dir)
-        with conf.locked():
-            allocator.sweep(conf)
-            allocator.repair_drift(conf)
+        reconcile.sweep(Configuration(self.conf_dir))
         self.drifted.clear()
 
     @rule(data=st.data())
