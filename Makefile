@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := runc busybox-static docker.io podman debootstrap
-BASE_IMAGE ?= debian:bookworm-slim
+BASE_IMAGE ?= python:3.11-slim-bookworm
 
 .PHONY: all image demo test unit integration bench debian-packages clean
 

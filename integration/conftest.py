@@ -30,3 +30,29 @@ def host_conf(tmp_path):
     path = str(tmp_path / "kcm")
     layout.init(path, topology.discover("/sys"), 1, 0)
     return path
+
+
+@pytest.fixture(scope="session")
+def docker_session():
+    """A dockerd of the session's own with the kcm runtime registered, and an image.
+
+    Skipped, saying why, only when dockerd or its client is not installed.
+    """
+    from integration import docker
+
+    missing = docker.missing_tools()
+    if missing:
+        pytest.skip(f"dockerd tests need {', '.join(missing)} (apt-get install docker.io)")
+    session = docker.Session.create()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@pytest.fixture
+def docker_env(docker_session):
+    """The session's dockerd; afterwards no container is left and nothing is held."""
+    yield docker_session
+    docker_session.dockerd.remove_all_containers()
+    docker_session.wait_free()

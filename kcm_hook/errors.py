@@ -67,3 +67,7 @@ class CommandError(KcmError):
     def __init__(self, message, exit_code=EXIT_NOT_FOUND):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class DockerError(KcmError):
+    """dockerd did not answer, or answered with an error."""

@@ -4,7 +4,8 @@ What lands where (D is --install-dir, H is --hooks-dir, by default D/hooks.d):
 
   D/lib/kcm-hook-<version>-<digest>.pyz  the zipapp (see zipapp.py)
   D/kcm-hook -> lib/...pyz               the hooks and the command line
-  D/kcm-runc -> lib/...pyz               the Docker runtime wrapper
+  D/kcm-runc                             the Docker runtime wrapper's sh front
+  D/kcm-runc-py -> lib/...pyz            the Docker runtime wrapper (runtime.py)
   D/kcm-install.json                     what the wrapper needs to add hooks
   H/kcm-hook-prestart.json               OCI hooks files (Podman, CRI-O)
   H/kcm-hook-poststop.json
@@ -34,7 +35,7 @@ HOOK_PATH = SEARCH_PATH
 HOOK_ENV = [f"PATH={HOOK_PATH}"]
 # Above the 30 s default lock wait, so that a hook reports its own timeout.
 HOOK_TIMEOUT = 45
-HOOK_NAME, RUNTIME_NAME = "kcm-hook", "kcm-runc"
+HOOK_NAME, RUNTIME_NAME, RUNTIME_PY_NAME = "kcm-hook", "kcm-runc", "kcm-runc-py"
 INSTALL_FILE = "kcm-install.json"
 # Not D itself: Podman refuses a hooks directory holding other JSON files.
 HOOKS_SUBDIR = "hooks.d"
@@ -92,6 +93,7 @@ class Plan:
             raise UsageError("--default-runtime needs --docker-config=<daemon.json>")
         self.hook = os.path.join(self.dir, HOOK_NAME)
         self.runtime = os.path.join(self.dir, RUNTIME_NAME)
+        self.runtime_py = os.path.join(self.dir, RUNTIME_PY_NAME)
 
     def directories(self):
         return [self.dir, self.lib, self.hooks_dir]
@@ -156,14 +158,27 @@ def install_archive(plan, archive):
         written.append(f"wrote {path}")
     previous = _link_target(plan.hook)
     target = os.path.join("lib", archive.name)
-    links = [plan.hook] + ([plan.runtime] if archive.has_runtime else [])
+    links = [plan.hook] + ([plan.runtime_py] if archive.has_runtime else [])
     for link in links:
         if _link_target(link) != target:
             replace_symlink(target, link)
             written.append(f"wrote {link} -> {target}")
+    if archive.has_runtime:
+        written += install_runtime_front(plan.runtime)
     keep = {archive.name, os.path.basename(previous or "")}
     written += prune_archives(plan.lib, keep)
     return written
+
+
+def install_runtime_front(path):
+    """The sh front of kcm-runc (see runtime.py), replacing a file or symlink."""
+    from .runtime import front_script
+
+    text = front_script()
+    if os.path.islink(path) or _read_bytes(path) != text.encode():
+        write_atomic(path, text, mode=EXEC_MODE)
+        return [f"wrote {path}"]
+    return []
 
 
 def _read_bytes(path):

@@ -32,7 +32,7 @@ import sys
 
 # Import from the archive itself, not through the symlink that named it.
 sys.path[0] = os.path.realpath(sys.path[0])
-if os.path.basename(sys.argv[0]) == "kcm-runc":
+if os.path.basename(sys.argv[0]) in ("kcm-runc", "kcm-runc-py"):
     from kcm_hook.runtime import main
     sys.exit(main(sys.argv[1:]))
 from kcm_hook.cli import entry_point

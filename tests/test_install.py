@@ -187,7 +187,7 @@ def test_reinstall_keeps_the_archive_a_running_process_imports_from(
     assert out.split("\n")[0] == "probe old ['create', 'x']"
     assert runtime.returncode == 3
 
-    fresh = subprocess.run([os.path.join(dest, "kcm-runc")], input="\n", env={},
+    fresh = subprocess.run([os.path.join(dest, "kcm-runc-py")], input="\n", env={},
                            capture_output=True, text=True)
     assert "probe new, and longer than the old one []" in fresh.stdout
 
@@ -493,8 +493,23 @@ def test_docker_config_needs_a_runtime_wrapper_in_the_build(monkeypatch, tmp_pat
 
 def test_kcm_runc_is_installed_only_with_a_runtime_module(stub_runtime, dest, conf):
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
-    assert os.readlink(os.path.join(dest, "kcm-runc")) == \
+    assert os.readlink(os.path.join(dest, "kcm-runc-py")) == \
         os.readlink(os.path.join(dest, "kcm-hook"))
+
+
+def test_kcm_runc_is_the_sh_front_replacing_an_older_symlink(dest, conf):
+    from kcm_hook.runtime import front_script
+
+    os.makedirs(dest)
+    os.symlink("lib/old.pyz", os.path.join(dest, "kcm-runc"))
+
+    assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
+
+    front = os.path.join(dest, "kcm-runc")
+    assert not os.path.islink(front)
+    assert os.stat(front).st_mode & 0o777 == 0o755
+    with open(front) as f:
+        assert f.read() == front_script()
 
 
 def test_python_probe_is_the_hosts_python3():
