@@ -260,14 +260,17 @@ def test_what_install_writes_passes_check(machine, tmp_path, monkeypatch, capsys
     from kcm_hook import cli, install, zipapp
     conf_dir, _, _ = machine
     monkeypatch.setattr(zipapp, "VENDORED", ())
-    dest = str(tmp_path / "opt-kcm")
-    # TODO: with --docker-config too, once the runtime wrapper is on main.
-    assert cli.main(["install", f"--install-dir={dest}", f"--conf-dir={conf_dir}"]) == 0
+    dest, daemon = str(tmp_path / "opt-kcm"), str(tmp_path / "daemon.json")
+    with open(daemon, "w") as f:
+        json.dump({"log-level": "warn", "runtimes": {"other": {"path": "crun"}}}, f)
+    assert cli.main(["install", f"--install-dir={dest}", f"--conf-dir={conf_dir}",
+                     f"--docker-config={daemon}", "--default-runtime"]) == 0
     capsys.readouterr()
     for name in install.HOOKS_FILES.values():
         hooks_file = os.path.join(dest, "hooks.d", name)
-        code, lines = run_check(capsys, conf_dir, hooks_file=hooks_file)
-        assert (code, lines) == (0, [f"ok: {conf_dir}, {hooks_file}"])
+        code, lines = run_check(capsys, conf_dir, hooks_file=hooks_file,
+                                docker_config=daemon)
+        assert (code, lines) == (0, [f"ok: {conf_dir}, {hooks_file}, {daemon}"])
 
 
 def test_without_jsonschema_check_says_so_in_one_line(machine):
