@@ -266,6 +266,9 @@ def setup_logging():
     log_file = os.environ.get("KCM_LOG_FILE")
     if log_file:
         try:
+            # Created 0644 whatever the umask: others must not forge the log.
+            os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                             | os.O_CLOEXEC, 0o644))
             handlers.append(logging.FileHandler(log_file))
         except OSError as err:
             raise UsageError(f"KCM_LOG_FILE={log_file}: {err.strerror}") from err

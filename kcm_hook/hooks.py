@@ -30,7 +30,7 @@ def prestart(conf_dir, stdin, docker_host=None):
     cgroup = cgroups.cgroup_of(state.pid)
     with conf.locked():
         cpus = allocator.allocate(conf, name, state.pid, container=state.id,
-                                  confine=cgroup.confine)
+                                  confine=cgroup.confine, cgroup=cgroup.path)
     log.debug("container %s (%s pool from %s) on CPUs %s", state.id, name, source, cpus)
     return name, cpus
 

@@ -91,12 +91,26 @@ def init(conf_dir, topology, num_dp_cores, num_cp_cores, overwrite=False):
 def _prepare_dir(conf):
     """Create the directory and its lock file; refuse an unsafe existing one."""
     try:
-        os.makedirs(conf.path, mode=DIR_MODE, exist_ok=True)
+        _make_dirs(conf.path)
     except OSError as err:
         raise ConfigError(f"cannot create {conf.path}: {err.strerror}") from err
     lock = os.path.join(conf.path, "lock")
     if not os.path.lexists(lock):
         write_atomic(lock, "")
+
+
+def _make_dirs(path):
+    """os.makedirs, but every directory it creates gets DIR_MODE, not just the last:
+    a parent others can write would let them swap the configuration directory."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent != path:
+        _make_dirs(parent)
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        pass
 
 
 def _write_pools(conf, layout):

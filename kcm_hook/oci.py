@@ -8,9 +8,11 @@ sends "created", so the stage comes from the command line, never from here.
 ignored.
 """
 
+import errno
 import json
 import os
 import re
+import stat
 
 from .errors import StateError
 
@@ -100,14 +102,25 @@ def read_state(stream, need_pid):
 
 
 def read_config(bundle):
+    """The bundle's config.json as a dict: a regular file, never through a symlink.
+
+    O_NONBLOCK keeps a FIFO in its place from stalling the hook; the file is
+    refused before a byte of it is read.
+    """
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise StateError(f"bundle {bundle} has no config.json") from None
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise StateError(f"{path} is a symlink: the hook reads the bundle's own "
+                             "config.json only") from None
         raise StateError(f"cannot read {path}: {err.strerror}") from err
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StateError(f"{path} is not a regular file")
+        data = f.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
         raise StateError(f"{path} exceeds {MAX_CONFIG_BYTES} bytes")
     try:

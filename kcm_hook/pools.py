@@ -19,10 +19,12 @@ import errno
 import fcntl
 import json
 import os
+import re
+import signal
 import stat
 import time
 
-from . import cpulist
+from . import cpulist, crashpoints, procfs
 from .errors import ConfigError, CpuListError, LockTimeout, PoolError
 from .records import Record
 
@@ -31,6 +33,9 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_POOL = "infra"
 HOLDERS_FILE = "holders.json"
 FILE_MODE = 0o644
+MAX_FILE_BYTES = 1 << 20  # more than 5000 holders; a bigger file is not ours
+# write_atomic's file aside: .<name>.<pid of the writer>.tmp
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp")
 DIR_MODE = 0o755
 
 
@@ -81,18 +86,22 @@ class Pool(Record):
 class Holder(Record):
     """A process holding a cpuset: a container's init or an isolated command."""
 
-    _fields = ("pid", "start", "pool", "cpus", "container")
+    _fields = ("pid", "start", "pool", "cpus", "container", "cgroup")
 
-    def __init__(self, pid, start, pool, cpus, container=None):
+    def __init__(self, pid, start, pool, cpus, container=None, cgroup=None):
         self.pid = pid
         self.start = start  # int clock ticks, or None when unknown
         self.pool = pool
         self.cpus = cpus
         self.container = container  # container id, or None for isolate
+        self.cgroup = cgroup  # the cpuset cgroup directory kcm confined, if any
 
     def to_json(self):
-        return {"pid": self.pid, "start": self.start, "pool": self.pool,
-                "cpus": self.cpus, "container": self.container}
+        doc = {"pid": self.pid, "start": self.start, "pool": self.pool,
+               "cpus": self.cpus, "container": self.container}
+        if self.cgroup is not None:
+            doc["cgroup"] = self.cgroup
+        return doc
 
 
 class Configuration:
@@ -136,8 +145,20 @@ class Configuration:
             raise ConfigError(f"{exclusive_path} holds {flag!r}: expected 1 or 0; "
                               "re-create the pool with kcm-hook init --overwrite")
         pool = Pool(name=name, exclusive=flag == "1")
+        for _, entry in self._cpuset_dirs(name):
+            tasks_path = os.path.join(pool_dir, entry, "tasks")
+            pool.cpusets[entry] = CpuSet(cpus=entry, tasks=_parse_tasks(tasks_path))
+        return pool
+
+    def _cpuset_dirs(self, name):
+        """[(cpu ids, cpulist)] of the cpuset directories of pool `name`, by CPU."""
+        pool_dir = os.path.join(self.pools_dir, name)
+        try:
+            names = os.listdir(pool_dir)
+        except OSError as err:
+            raise ConfigError(f"cannot list {pool_dir}: {err.strerror}") from err
         entries = []
-        for entry in os.listdir(pool_dir):
+        for entry in names:
             if entry == "exclusive" or entry.startswith("."):
                 continue
             entry_path = os.path.join(pool_dir, entry)
@@ -151,10 +172,21 @@ class Configuration:
                                   f"{cpulist.format(cpus)!r}; rename it")
             _check_dir(entry_path, f"cpuset {entry!r} of pool {name!r}")
             entries.append((cpus, entry))
-        for _, entry in sorted(entries):
-            tasks_path = os.path.join(pool_dir, entry, "tasks")
-            pool.cpusets[entry] = CpuSet(cpus=entry, tasks=_parse_tasks(tasks_path))
-        return pool
+        return sorted(entries)
+
+    def check_disjoint(self):
+        """Refuse cpusets that share a CPU, within one pool or across pools."""
+        owner = {}
+        for name in self.pool_names():
+            _check_dir(os.path.join(self.pools_dir, name), f"pool {name!r}")
+            for cpus, entry in self._cpuset_dirs(name):
+                for cpu in cpus:
+                    if cpu in owner:
+                        raise ConfigError(
+                            f"cpusets {owner[cpu]} and {name}/{entry} of {self.path} "
+                            f"overlap on CPU {cpu}: no CPU may be in two cpusets; "
+                            "re-run kcm-hook init --overwrite")
+                    owner[cpu] = f"{name}/{entry}"
 
     def holders(self):
         """The holder records; an absent file means none."""
@@ -165,7 +197,8 @@ class Configuration:
         try:
             doc = json.loads(text)
             return [Holder(pid=h["pid"], start=h["start"], pool=h["pool"],
-                           cpus=h["cpus"], container=h.get("container"))
+                           cpus=h["cpus"], container=h.get("container"),
+                           cgroup=h.get("cgroup"))
                     for h in doc["holders"]]
         except (ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"{path} is not a holder list ({err}); "
@@ -194,6 +227,18 @@ class Configuration:
                        "containers": containers.get((name, cpus), [])}
                 for cpus, cpuset in pool.cpusets.items()}}
             for name, pool in self.pools().items()}}
+
+    def remove_stale_temporaries(self):
+        """Delete the files a killed write_atomic left aside; return their paths."""
+        removed = []
+        for directory, _, files in os.walk(self.path):
+            for name in files:
+                match = TEMPORARY.fullmatch(name)
+                if match and procfs.start_time(int(match["pid"])) is None:
+                    path = os.path.join(directory, name)
+                    _unlink_quietly(path)
+                    removed.append(path)
+        return removed
 
     def locked(self, timeout=None):
         """Hold the exclusive lock on <conf-dir>/lock for a with block."""
@@ -242,8 +287,7 @@ def _flock(fd, path, timeout):
         return
     except BlockingIOError:
         pass
-    # Imported here, on contention only: the uncontended hook path never needs them.
-    import signal
+    # Imported here, on contention only: the uncontended hook path never needs it.
     import threading
 
     message = (f"timed out after {timeout:g} s waiting for {path}: another kcm-hook "
@@ -317,7 +361,10 @@ def _read_text(path, missing_ok=False):
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(f"{path} is not a regular file")
         _check_owner(path, st, "file")
-        data = f.read(1 << 20)
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_FILE_BYTES} bytes: it cannot be "
+                          "kcm-hook's; fix or remove it")
     # isascii() rather than decode("ascii"), which refuses the same bytes: the
     # ascii codec would be one more import for the hooks.
     if path.endswith("tasks") and not data.isascii():
@@ -346,7 +393,7 @@ def write_atomic(path, text, mode=FILE_MODE, sync=False):
     """Replace `path` by a file holding `text` (str or bytes): written aside, then
     renamed over it. `sync` flushes the data to disk before the rename."""
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")  # see TEMPORARY
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                      | os.O_CLOEXEC, mode)
@@ -359,6 +406,10 @@ def write_atomic(path, text, mode=FILE_MODE, sync=False):
                 os.fsync(fd)
         finally:
             os.close(fd)
+        crashpoints.reached(f"atomic:{name}")
+        # TODO: the hooks write without `sync`: a SIGKILL cannot tear a file,
+        # but a power loss on a file system without rename ordering could
+        # leave an empty tasks file or holders.json.
         os.rename(tmp, path)
     except OSError as err:
         _unlink_quietly(tmp)

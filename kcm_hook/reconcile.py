@@ -78,9 +78,11 @@ def check_interval(value):
 
 
 def sweep(conf):
-    """One full sweep under the lock; return the number of entries freed."""
+    """One full sweep under the lock, then drift repaired; return the entries freed."""
     with conf.locked():
-        return allocator.sweep(conf)
+        freed = allocator.sweep(conf)
+        allocator.repair_drift(conf)
+        return freed
 
 
 def serve(conf, period, inbox, watching):

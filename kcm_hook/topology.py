@@ -46,6 +46,12 @@ class Topology(Record):
         return set(cpus) <= set(self.cpus)
 
 
+def online_cpus(root=None):
+    """The online CPU ids, from devices/system/cpu/online alone."""
+    root = root or sysfs_root()
+    return _read_list(os.path.join(root, "devices", "system", "cpu", "online"))
+
+
 def discover(root=None):
     """Read the topology under `root` (default: KCM_SYSFS or /sys)."""
     root = root or sysfs_root()

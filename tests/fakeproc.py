@@ -52,3 +52,27 @@ class FakeHost:
     def cpus_of(self, cgroup):
         with open(os.path.join(self.cgroup_root, cgroup.lstrip("/"), "cpuset.cpus")) as f:
             return f.read()
+
+
+class FakeProc(FakeHost):
+    """A FakeHost (cgroup v1) that remembers which pids live, each in /ctr-<pid>."""
+
+    def __init__(self, root):
+        super().__init__(root, version=1)
+        self.starts = {}
+
+    def spawn(self, pid, start=1000, cgroup=None):
+        """A live process `pid` in `cgroup` (default /ctr-<pid>); return `pid`."""
+        super().spawn(pid, cgroup or f"/ctr-{pid}", start=start)
+        self.starts[pid] = start
+        return pid
+
+    def kill(self, pid):
+        if self.starts.pop(pid, None) is not None:
+            super().kill(pid)
+
+    def alive(self, pid):
+        return pid in self.starts
+
+    def cgroup_cpus(self, pid):
+        return self.cpus_of(f"/ctr-{pid}").strip()
