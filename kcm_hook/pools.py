@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import re
-import signal
 import stat
 import time
 
@@ -287,7 +286,8 @@ def _flock(fd, path, timeout):
         return
     except BlockingIOError:
         pass
-    # Imported here, on contention only: the uncontended hook path never needs it.
+    # Imported here, on contention only: the uncontended hook path never needs them.
+    import signal
     import threading
 
     message = (f"timed out after {timeout:g} s waiting for {path}: another kcm-hook "

@@ -106,14 +106,16 @@ def test_hooks_import_neither_argparse_logging_nor_dataclasses(conf_dir, tmp_pat
                         "annotations": {"kcm.pool": "dataplane"}})
     code = ("import sys\nfrom kcm_hook.cli import main\n"
             f"code = main(['{stage}', '--conf-dir={conf_dir}'])\n"
-            "heavy = sorted({'argparse', 'logging', 'dataclasses', 'inspect', 'typing'}"
-            " & set(sys.modules))\n"
+            "heavy = sorted({'argparse', 'logging', 'dataclasses', 'inspect', 'typing',"
+            " 'contextlib', 'threading', 'signal'} & set(sys.modules))\n"
             "print(code, heavy)\n")
     env = {**os.environ, "PYTHONPATH": REPO, "KCM_PROCFS": host.proc}
     env.pop("KCM_LOG_LEVEL", None)
     env.pop("KCM_LOG_FILE", None)
 
-    done = subprocess.run([sys.executable, "-c", code], input=state, text=True,
+    # -S: no site, whose .pth files (an editable install's finder) import
+    # modules of their own.
+    done = subprocess.run([sys.executable, "-S", "-c", code], input=state, text=True,
                           capture_output=True, env=env)
 
     assert (done.stdout, done.stderr) == ("0 []\n", "")
