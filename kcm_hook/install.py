@@ -2,7 +2,7 @@
 
 What lands where (D is --install-dir, H is --hooks-dir, by default D/hooks.d):
 
-  D/lib/kcm-hook-<version>-<digest>.pyz  the zipapp (see zipapp.py)
+  D/lib/kcm-hook-<version>-<digest>.pyz  the zipapp (see libtree.py)
   D/kcm-hook -> lib/...pyz               the hooks and the command line
   D/kcm-runc                             the Docker runtime wrapper's sh front
   D/kcm-runc-py -> lib/...pyz            the Docker runtime wrapper (runtime.py)
@@ -27,7 +27,7 @@ from .daemon_json import DOCKER_RUNTIME, DockerConfig
 from .errors import ConfigError, UsageError
 from .pools import conf_dir as resolve_conf_dir
 from .pools import write_atomic
-from .zipapp import SEARCH_PATH, build_archive, find_python
+from .libtree import SEARCH_PATH, build_archive, find_python
 
 log = logging.getLogger(__name__)
 

@@ -257,9 +257,9 @@ def test_command_line(machine):
 
 
 def test_what_install_writes_passes_check(machine, tmp_path, monkeypatch, capsys):
-    from kcm_hook import cli, install, zipapp
+    from kcm_hook import cli, install, libtree
     conf_dir, _, _ = machine
-    monkeypatch.setattr(zipapp, "VENDORED", ())
+    monkeypatch.setattr(libtree, "VENDORED", ())
     dest, daemon = str(tmp_path / "opt-kcm"), str(tmp_path / "daemon.json")
     with open(daemon, "w") as f:
         json.dump({"log-level": "warn", "runtimes": {"other": {"path": "crun"}}}, f)

@@ -1,4 +1,4 @@
-"""kcm-hook install: the zipapp, its atomic replacement, hooks files, daemon.json."""
+"""kcm-hook install: the libtree, its atomic replacement, hooks files, daemon.json."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from kcm_hook import __version__, cli, install, zipapp
+from kcm_hook import __version__, cli, install, libtree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "kcm_hook")
@@ -33,7 +33,7 @@ def main(argv):
 @pytest.fixture(autouse=True)
 def no_vendored(monkeypatch):
     """Most tests need only kcm_hook in the archive; building is faster then."""
-    monkeypatch.setattr(zipapp, "VENDORED", ())
+    monkeypatch.setattr(libtree, "VENDORED", ())
 
 
 def run_install(*args):
@@ -64,7 +64,7 @@ def archive_of(dest):
     return os.path.realpath(os.path.join(dest, "kcm-hook"))
 
 
-# -- the zipapp ----------------------------------------------------------------
+# -- the libtree ----------------------------------------------------------------
 
 
 def test_installed_hook_runs_with_an_empty_environment_and_no_site(dest, conf, capsys):
@@ -81,7 +81,7 @@ def test_installed_hook_runs_with_an_empty_environment_and_no_site(dest, conf, c
 
 
 def test_host_python_alone_cannot_import_kcm_hook():
-    """What the installed zipapp must make up for."""
+    """What the installed libtree must make up for."""
     result = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", "import kcm_hook"],
                             env={}, capture_output=True, text=True)
     assert result.returncode != 0 and "No module named 'kcm_hook'" in result.stderr
@@ -89,7 +89,7 @@ def test_host_python_alone_cannot_import_kcm_hook():
 
 def test_zipapp_carries_the_docker_sdk_and_imports_it_without_warnings(
         monkeypatch, dest, conf):
-    monkeypatch.setattr(zipapp, "VENDORED",
+    monkeypatch.setattr(libtree, "VENDORED",
                         ("docker", "requests", "urllib3", "idna", "charset_normalizer"))
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
 
@@ -106,9 +106,9 @@ def test_zipapp_carries_the_docker_sdk_and_imports_it_without_warnings(
 
 def test_install_without_docker_sdk_warns_and_installs_the_hooks(
         monkeypatch, dest, conf, capsys):
-    monkeypatch.setattr(zipapp, "VENDORED", ("docker",))
-    monkeypatch.setattr(zipapp, "package_files",
-                        lambda name: zipapp._files_in_dir(PACKAGE, name)
+    monkeypatch.setattr(libtree, "VENDORED", ("docker",))
+    monkeypatch.setattr(libtree, "package_files",
+                        lambda name: libtree._files_in_dir(PACKAGE, name)
                         if name == "kcm_hook" else None)
 
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
@@ -120,7 +120,7 @@ def test_install_without_docker_sdk_warns_and_installs_the_hooks(
 
 def test_installed_zipapp_installs_itself_elsewhere(monkeypatch, tmp_path, dest,
                                                     conf):
-    monkeypatch.setattr(zipapp, "VENDORED",
+    monkeypatch.setattr(libtree, "VENDORED",
                         ("docker", "requests", "urllib3", "idna", "charset_normalizer"))
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
     other = str(tmp_path / "other")
@@ -148,8 +148,8 @@ def stub_package(tmp_path, monkeypatch):
     """Build archives from a copy of kcm_hook with a stub runtime and a probe module."""
     root = tmp_path / "src" / "kcm_hook"
     shutil.copytree(PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(zipapp, "package_files",
-                        lambda name: zipapp._files_in_dir(str(root), name)
+    monkeypatch.setattr(libtree, "package_files",
+                        lambda name: libtree._files_in_dir(str(root), name)
                         if name == "kcm_hook" else None)
 
     def version(value, padding=0):
@@ -221,7 +221,7 @@ def test_failed_write_leaves_the_previous_install_working(monkeypatch, dest, con
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
     before = installed_files(dest)
 
-    monkeypatch.setattr(zipapp, "MAIN", zipapp.MAIN + "# another build\n")
+    monkeypatch.setattr(libtree, "MAIN", libtree.MAIN + "# another build\n")
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
@@ -480,9 +480,9 @@ def test_default_runtime_needs_docker_config(dest, capsys):
 
 def test_docker_config_needs_a_runtime_wrapper_in_the_build(monkeypatch, tmp_path,
                                                             dest, capsys):
-    files = zipapp._files_in_dir(PACKAGE, "kcm_hook")
+    files = libtree._files_in_dir(PACKAGE, "kcm_hook")
     files.pop("kcm_hook/runtime.py", None)
-    monkeypatch.setattr(zipapp, "package_files",
+    monkeypatch.setattr(libtree, "package_files",
                         lambda name: files if name == "kcm_hook" else None)
 
     assert docker_install(dest, tmp_path / "daemon.json") == 1
@@ -513,6 +513,6 @@ def test_kcm_runc_is_the_sh_front_replacing_an_older_symlink(dest, conf):
 
 
 def test_python_probe_is_the_hosts_python3():
-    python = zipapp.find_python()
+    python = libtree.find_python()
     assert python.path == shutil.which("python3", path=install.HOOK_PATH)
     assert python.version >= (3, 9)
