@@ -118,7 +118,7 @@ def test_image_install_writes_a_working_install_dir(docker_session, image, tmp_p
 
     assert result.returncode == 0, result.stderr
     assert f"wrote {install_dir}/kcm-install.json" in result.stdout
-    # The zipapp names the image's python3, which is the host's on this base.
+    # The launcher names the image's python3, which is the host's on this base.
     version = subprocess.run([str(install_dir / "kcm-hook"), "--version"],
                              capture_output=True, text=True)
     assert version.returncode == 0, version.stderr

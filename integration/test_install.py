@@ -1,12 +1,13 @@
 """The installed kcm-hook, run by real runc and real Podman with clean environments.
 
-The hooks come from the hooks files install wrote, unchanged; the zipapp runs
-under the host's /usr/bin/python3 -I -S, which cannot import kcm_hook or the
-docker SDK by itself.
+The hooks come from the hooks files install wrote, unchanged; its launcher
+runs the installed library tree under the host's /usr/bin/python3 -I -S, which
+cannot import kcm_hook, the docker SDK or pyroute2 by itself.
 """
 
 import json
 import os
+import signal
 import subprocess
 
 import pytest
@@ -14,8 +15,10 @@ import pytest
 from integration.podman import Podman
 from integration.runc import (BIN_DIR, make_bundle, make_rootfs, read_when,
                               wait_for)
+from integration.test_reconcile import NO_PERIODIC_SWEEP, nothing_held
 from integration.test_runc import SHOW_AND_WAIT, SHOW_CPUS, held_tasks, pool_cpus
-from kcm_hook import install
+from kcm_hook import allocator, install
+from kcm_hook.pools import Configuration
 
 SOURCE_KCM_HOOK = os.path.join(BIN_DIR, "kcm-hook")
 
@@ -29,6 +32,7 @@ def installed(tmp_path, host_conf):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "carries kcm_hook, docker" in result.stdout
+    assert "pyroute2" in result.stdout
     return dest
 
 
@@ -44,7 +48,7 @@ def installed_hooks(dest):
 
 
 def test_host_python_has_no_site_packages_to_lean_on():
-    for module in ("kcm_hook", "docker"):
+    for module in ("kcm_hook", "docker", "pyroute2"):
         result = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c",
                                  f"import {module}"], env={}, capture_output=True)
         assert result.returncode != 0, module
@@ -89,6 +93,48 @@ def test_runc_delete_with_empty_environment_frees_the_cpuset(runc, host_conf,
                              capture_output=True, text=True)
     assert deleted.returncode == 0, deleted.stderr
     assert held_tasks(host_conf) == {}
+
+
+def test_installed_watch_listens_to_events_and_frees_a_killed_holder(
+        host_conf, installed, tmp_path):
+    holder = subprocess.Popen(["sleep", "600"])
+    conf = Configuration(host_conf)
+    with conf.locked():
+        allocator.allocate(conf, "dataplane", holder.pid, container="c1")
+    log = str(tmp_path / "watch.log")
+
+    with open(log, "w") as log_file:
+        watch = subprocess.Popen([os.path.join(installed, "kcm-hook"), "reconcile",
+                                  f"--conf-dir={host_conf}", "--watch",
+                                  NO_PERIODIC_SWEEP],
+                                 stdout=log_file, stderr=subprocess.STDOUT,
+                                 env={"KCM_LOG_LEVEL": "info"},
+                                 stdin=subprocess.DEVNULL)
+    try:
+        started = wait_for(lambda: _watch_started(log), what="the watcher to start")
+        assert "listening to process events" in started, started
+        assert not nothing_held(host_conf)
+        holder.kill()
+        holder.wait()
+
+        wait_for(lambda: nothing_held(host_conf), what="the watcher to free the cpuset")
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(timeout=60) == 0
+    finally:
+        for proc in (watch, holder):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    with open(log) as f:
+        text = f.read()
+    assert "falling back" not in text and "pyroute2" not in text
+    assert f"pid={holder.pid} container=c1" in text
+
+
+def _watch_started(log):
+    with open(log) as f:
+        text = f.read()
+    return text if "listening to" in text or "falling back" in text else None
 
 
 # -- Podman -------------------------------------------------------------------------

@@ -276,10 +276,10 @@ def schema_problems(schema_name, document, path, tree=False):
         import jsonschema
     except ImportError:
         raise KcmError("check needs the jsonschema package, which this Python lacks "
-                       "(the installed zipapp does not carry it): run check from "
+                       "(the installed library tree does not carry it): run check from "
                        "the kcm image or a pip install of kcm-hook") from None
 
-    # pkgutil reads package data from a directory and from the zipapp alike.
+    # pkgutil reads package data wherever the package was imported from.
     schema = json.loads(pkgutil.get_data(__package__, f"schemas/{schema_name}"))
     validator = jsonschema.Draft202012Validator(schema)
     problems = []

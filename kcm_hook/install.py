@@ -2,32 +2,33 @@
 
 What lands where (D is --install-dir, H is --hooks-dir, by default D/hooks.d):
 
-  D/lib/kcm-hook-<version>-<digest>.pyz  the zipapp (see libtree.py)
-  D/kcm-hook -> lib/...pyz               the hooks and the command line
-  D/kcm-runc                             the Docker runtime wrapper's sh front
-  D/kcm-runc-py -> lib/...pyz            the Docker runtime wrapper (runtime.py)
-  D/kcm-install.json                     what the wrapper needs to add hooks
-  H/kcm-hook-prestart.json               OCI hooks files (Podman, CRI-O)
+  D/lib/kcm-hook-<version>-<digest>/  the library tree (see libtree.py)
+  D/kcm-hook                          launcher: the hooks and the command line
+  D/kcm-runc                          the Docker runtime wrapper's sh front
+  D/kcm-runc-py                       launcher: the runtime wrapper (runtime.py)
+  D/kcm-install.json                  what the wrapper needs to add hooks
+  H/kcm-hook-prestart.json            OCI hooks files (Podman, CRI-O)
   H/kcm-hook-poststop.json
 
-zipimport re-opens its archive by path on every import, so an archive is
-never rewritten in place: each build gets a name of its own and the symlinks
-are swapped to it in one rename each, while a process started from the
-previous archive keeps importing from that one.
+A hook imports modules from its tree for as long as it runs, so a tree is
+never changed once in place: each build is written aside, renamed to a name
+of its own, and then each launcher is replaced in one rename, while a process
+started from the previous tree keeps importing from that one.
 """
 
 import json
 import logging
 import os
+import shutil
 import stat
 import sys
 
-from . import __version__
+from . import __version__, libtree, procfs
 from .daemon_json import DOCKER_RUNTIME, DockerConfig
 from .errors import ConfigError, UsageError
+from .libtree import SEARCH_PATH, find_python
+from .pools import TEMPORARY, write_atomic
 from .pools import conf_dir as resolve_conf_dir
-from .pools import write_atomic
-from .libtree import SEARCH_PATH, build_archive, find_python
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +53,20 @@ def run(install_dir, conf_dir=None, docker_config=None, docker_host=None,
     plan = Plan(install_dir, conf_dir, docker_config, docker_host, default_runtime,
                 hooks_dir)
     python = find_python()
-    archive = build_archive(python)
-    if plan.docker_config and not archive.has_runtime:
+    build = libtree.build(python)
+    if plan.docker_config and not build.has_runtime:
         raise ConfigError("this kcm-hook has no Docker runtime wrapper "
                           "(kcm_hook.runtime): install without --docker-config")
     docker = plan.docker_change()
 
     for directory in plan.directories():
         prepare_dir(directory)
-    written = install_archive(plan, archive)
-    written += install_documents(plan, archive)
+    written = install_build(plan, build)
+    written += install_documents(plan)
     if docker is not None:
         written += docker.write()
 
-    report(out, plan, python, archive, docker, written)
+    report(out, plan, python, build, docker, written)
     return 0
 
 
@@ -145,29 +146,69 @@ def prepare_dir(path):
                           f"writable by group or others (chmod go-w {path})")
 
 
-def install_archive(plan, archive):
-    """Write the archive under a name of its own, then point the symlinks at it.
+def install_build(plan, build):
+    """Put the tree in place under its own name, then point the launchers at it.
 
-    An archive already there under that name is the same build and is kept:
+    A tree already there under that name is the same build and is kept:
     a process may be importing from it.
     """
     written = []
-    path = os.path.join(plan.lib, archive.name)
-    if not os.path.isfile(path):
-        write_atomic(path, archive.data, mode=EXEC_MODE, sync=True)
-        written.append(f"wrote {path}")
-    previous = _link_target(plan.hook)
-    target = os.path.join("lib", archive.name)
-    links = [plan.hook] + ([plan.runtime_py] if archive.has_runtime else [])
-    for link in links:
-        if _link_target(link) != target:
-            replace_symlink(target, link)
-            written.append(f"wrote {link} -> {target}")
-    if archive.has_runtime:
+    tree = os.path.join(plan.lib, build.name)
+    if not os.path.isdir(tree):
+        write_tree(build, tree)
+        written.append(f"wrote {tree}")
+    in_use = trees_in_use(plan)
+    text = build.launcher(plan.lib)
+    launchers = [plan.hook] + ([plan.runtime_py] if build.has_runtime else [])
+    for launcher in launchers:
+        if os.path.islink(launcher) or _read_bytes(launcher) != text.encode():
+            write_atomic(launcher, text, mode=EXEC_MODE, sync=True)
+            written.append(f"wrote {launcher}")
+    if build.has_runtime:
         written += install_runtime_front(plan.runtime)
-    keep = {archive.name, os.path.basename(previous or "")}
-    written += prune_archives(plan.lib, keep)
+    written += prune_trees(plan.lib, in_use | {build.name})
     return written
+
+
+def write_tree(build, tree):
+    """Write the tree aside, then rename it to `tree` whole."""
+    directory, name = os.path.split(tree)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")  # see TEMPORARY
+    try:
+        _remove(tmp)
+        libtree.write(build, tmp)
+        os.rename(tmp, tree)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        _remove(tmp, quietly=True)
+        raise ConfigError(f"cannot write {tree}: {err.strerror}") from err
+    except BaseException:
+        _remove(tmp, quietly=True)
+        raise
+
+
+def trees_in_use(plan):
+    """The names in D/lib the current launchers (or older symlinks) run."""
+    names = set()
+    for launcher in (plan.hook, plan.runtime_py):
+        if os.path.islink(launcher):
+            names.add(os.path.basename(os.readlink(launcher)))
+        else:
+            text = (_read_bytes(launcher) or b"")[:4096].decode("utf-8", "replace")
+            names.update(name for name in _lib_entries(plan.lib)
+                         if f"/{name}'" in text)
+    return names
+
+
+def _lib_entries(lib):
+    try:
+        return [name for name in os.listdir(lib) if name.startswith("kcm-hook-")]
+    except OSError:
+        return []
 
 
 def install_runtime_front(path):
@@ -189,47 +230,41 @@ def _read_bytes(path):
         return None
 
 
-def _link_target(path):
+def _remove(path, quietly=False):
     try:
-        return os.readlink(path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
     except OSError:
-        return None
+        if not quietly:
+            raise
 
 
-def replace_symlink(target, path):
-    """Make `path` a symlink to `target` in one rename."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    try:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(target, tmp)
-        os.rename(tmp, path)
-    except OSError as err:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise ConfigError(f"cannot replace {path}: {err.strerror}") from err
+def prune_trees(lib, keep):
+    """Remove older trees (and zipapps), keeping `keep`, and what a killed install left.
 
+    `keep` is the new tree and the one the launchers ran before this install.
 
-def prune_archives(lib, keep):
-    """Remove the archives of older installs: all but the new and the previous.
-
-    TODO: an archive two installs old is removed even while a hook started
+    TODO: a tree two installs old is removed even while a hook started
     from it still runs; two re-installs within one hook's life can fail it.
     """
     removed = []
     for name in sorted(os.listdir(lib)):
-        if name.startswith("kcm-hook-") and name.endswith(".pyz") and name not in keep:
+        match = TEMPORARY.fullmatch(name)
+        stale = match and match["name"].startswith("kcm-hook-") \
+            and procfs.start_time(int(match["pid"])) is None
+        if stale or (name.startswith("kcm-hook-") and name not in keep):
             path = os.path.join(lib, name)
             try:
-                os.unlink(path)
+                _remove(path)
                 removed.append(f"removed {path}")
             except OSError as err:
-                log.warning("cannot remove old archive %s: %s", path, err.strerror)
+                log.warning("cannot remove old tree %s: %s", path, err.strerror)
     return removed
 
 
-def install_documents(plan, archive):
+def install_documents(plan):
     """kcm-install.json for the wrapper and the OCI hooks files."""
     documents = [(os.path.join(plan.dir, INSTALL_FILE), install_document(plan))]
     for stage, name in HOOKS_FILES.items():
@@ -285,13 +320,11 @@ def installed(directory):
 # -- telling the user ---------------------------------------------------------
 
 
-def report(out, plan, python, archive, docker, written):
+def report(out, plan, python, build, docker, written):
     """Print what was written and what the user still has to do."""
-    bytecode = "with bytecode" if archive.compiled else \
-        "source only: built by another Python version, so it starts slower"
     print(f"kcm-hook {__version__} for {python.path} "
-          f"(Python {python.version[0]}.{python.version[1]}, {bytecode}); "
-          f"carries {', '.join(archive.packages)}", file=out)
+          f"(Python {python.version[0]}.{python.version[1]}); "
+          f"carries {', '.join(build.packages)}", file=out)
     for line in written or ["wrote nothing: every file was already up to date"]:
         print(f"  {line}", file=out)
     if docker is not None:
@@ -301,11 +334,11 @@ def report(out, plan, python, archive, docker, written):
             print(f"  previous {os.path.basename(docker.path)} saved as "
                   f"{docker.backup}", file=out)
     print("still to do:", file=out)
-    for step in todo(plan, archive, docker):
+    for step in todo(plan, build, docker):
         print(f"  - {step}", file=out)
 
 
-def todo(plan, archive, docker):
+def todo(plan, build, docker):
     steps = []
     if not os.path.isdir(os.path.join(plan.conf_dir, "pools")):
         steps.append(f"{plan.conf_dir} holds no pools yet: kcm-hook init "
@@ -313,12 +346,12 @@ def todo(plan, archive, docker):
     if docker is not None and docker.changes:
         steps.append("dockerd reads daemon.json only when it starts or reloads: "
                      "systemctl reload docker (or kill -HUP the dockerd process)")
-    elif docker is None and archive.has_runtime:
+    elif docker is None and build.has_runtime:
         steps.append(f"Docker: add {{\"runtimes\": {{\"{DOCKER_RUNTIME}\": {{\"path\": "
                      f"\"{plan.runtime}\"}}}}}} to daemon.json, or run install again "
                      "with --docker-config=/etc/docker/daemon.json; then reload "
                      "dockerd")
-    if archive.has_runtime:
+    if build.has_runtime:
         steps.append(f"Docker: docker run --runtime {DOCKER_RUNTIME} --label "
                      "kcm.pool=dataplane IMAGE")
     steps.append(f"Podman: podman --hooks-dir={plan.hooks_dir} run --annotation "

@@ -1,10 +1,11 @@
-"""The kcm-hook zipapp: one file that runs under the host's `python3 -I -S`.
+"""The installed library tree: kcm_hook and what it imports, for the host's python3.
 
-It carries kcm_hook and, for the Docker label lookup, the docker SDK with the
-pure-Python parts of its dependencies, so the host needs no package. Modules
-are stored with bytecode for the target interpreter when this process runs
-the same bytecode version (zipimport cannot write a cache, and compiling the
-docker SDK on every container start would cost more than the lookup itself).
+A directory D/lib/kcm-hook-<version>-<digest>/ carries kcm_hook, the docker
+SDK with the pure-Python parts of its dependencies (for the Docker label
+lookup) and pyroute2 (for reconcile --watch), so the host needs no package.
+The launcher (LAUNCHER) puts it first on sys.path of `python3 -I -S`. The
+host's python3 compiles the tree when it is built, so that no hook start pays
+for compiling and none needs to write a cache.
 """
 
 import logging
@@ -18,20 +19,21 @@ log = logging.getLogger(__name__)
 
 # The first python3 on this PATH is the one the #! line names.
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The docker SDK and what it imports; their compiled extensions are left out
-# (charset_normalizer falls back to its Python modules) and certifi is
-# replaced by CERTIFI_SHIM.
-VENDORED = ("docker", "requests", "urllib3", "idna", "charset_normalizer")
+# The docker SDK and what it imports, and pyroute2; their compiled extensions
+# are left out (charset_normalizer falls back to its Python modules) and
+# certifi is replaced by CERTIFI_SHIM.
+VENDORED = ("docker", "requests", "urllib3", "idna", "charset_normalizer", "pyroute2")
+DOCKER_NEEDS = ("requests", "urllib3", "idna", "charset_normalizer")
 
-# The zipapp's entry point. It is the archive's first member, stored
-# uncompressed, so that its bytes and offset are the same in every build.
-MAIN = '''\
-"""Entry point of the kcm-hook zipapp (written by kcm-hook install)."""
+# D/kcm-hook and D/kcm-runc-py. One argument on the #! line: Linux passes
+# everything after the interpreter as a single one.
+LAUNCHER = '''\
+#!{python} -IS
+"""kcm-hook launcher, written by kcm-hook install."""
 import os
 import sys
 
-# Import from the archive itself, not through the symlink that named it.
-sys.path[0] = os.path.realpath(sys.path[0])
+sys.path.insert(0, {tree!r})
 if os.path.basename(sys.argv[0]) in ("kcm-runc", "kcm-runc-py"):
     from kcm_hook.runtime import main
     sys.exit(main(sys.argv[1:]))
@@ -39,10 +41,10 @@ from kcm_hook.cli import entry_point
 entry_point()
 '''
 
-# requests asks certifi for a CA bundle when it is imported; the real certifi
-# would extract its bundle from the zipapp to a temporary file on every run.
+# requests asks certifi for a CA bundle when it is imported; the host's
+# bundle serves, and the real certifi is one more package to carry.
 CERTIFI_SHIM = '''\
-"""Stand-in for certifi in the kcm-hook zipapp: the host's CA bundle."""
+"""Stand-in for certifi in the kcm-hook library tree: the host's CA bundle."""
 import os
 
 BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
@@ -64,19 +66,20 @@ PROBE = ("import sys, importlib.util; "
 
 
 class Python:
-    """The interpreter the zipapp is built for."""
+    """The interpreter the tree is built for."""
 
     def __init__(self, path, version, magic):
         self.path, self.version, self.magic = path, version, magic
 
 
 def find_python():
-    """The first python3 on the hooks' PATH, which the zipapp's #! line names.
+    """The first python3 on the hooks' PATH, which the launcher's #! line names.
 
     TODO: run inside a container (install from the Docker image), this finds
     the image's python3, not the host's: the host then needs a python3 of 3.9
     or newer at the same path, and one of another version ignores the
-    bytecode and compiles every module on every start.
+    bytecode and compiles every module it imports into the tree at its first
+    start.
     """
     import subprocess
 
@@ -98,27 +101,29 @@ def find_python():
     return Python(path, version, bytes.fromhex(magic))
 
 
-class Archive:
-    """A built zipapp: its bytes, what it carries, and a name derived from its inputs.
+class Build:
+    """The files of a tree, what it carries, and a name derived from its inputs.
 
-    The name digests the sources, the #! line and the bytecode version, not
-    the bytes: marshal writes the frozensets of a module's constants in hash
-    order, which differs between processes, so two builds of the same code
-    are equivalent without being identical.
+    The name digests the sources, the interpreter and its bytecode version,
+    not the bytecode: marshal writes the frozensets of a module's constants in
+    hash order, which differs between processes.
     """
 
-    def __init__(self, data, digest, packages, has_runtime, compiled):
-        self.data = data
+    def __init__(self, python, files, digest, packages):
+        self.python = python
+        self.files = files  # {relative path: bytes}, sources only
         self.packages = packages  # top-level names carried
-        self.has_runtime = has_runtime
-        self.compiled = compiled  # True when it carries bytecode for the target
-        self.name = f"kcm-hook-{__version__}-{digest}.pyz"
+        self.has_runtime = "kcm_hook/runtime.py" in files
+        self.name = f"kcm-hook-{__version__}-{digest}"
+
+    def launcher(self, lib):
+        """The text of the launcher running the tree `lib`/name."""
+        return LAUNCHER.format(python=self.python.path,
+                               tree=os.path.join(lib, self.name))
 
 
-def build_archive(python, packages=None):
-    """The zipapp for `python`, from the packages this process imports."""
-    import importlib.util
-
+def build(python, packages=None):
+    """The tree for `python`, from the packages this process imports."""
     packages = packages or ("kcm_hook", *VENDORED)
     files, carried = {}, []
     for name in packages:
@@ -129,8 +134,8 @@ def build_archive(python, packages=None):
         carried.append(name)
     if "kcm_hook" not in carried:
         raise ConfigError("cannot find the kcm_hook package to install")
-    missing = [name for name in VENDORED if name in packages and name not in carried]
     if "docker" in carried:
+        missing = [name for name in DOCKER_NEEDS if name not in carried]
         if missing:
             raise ConfigError(f"the docker SDK needs {', '.join(missing)}, which "
                               "this Python cannot import: pip install docker")
@@ -138,19 +143,17 @@ def build_archive(python, packages=None):
     elif "docker" in packages:
         log.warning("docker SDK not found: the installed hook cannot read Docker "
                     "labels (pip install docker, then install again)")
+    if "pyroute2" in packages and "pyroute2" not in carried:
+        log.warning("pyroute2 not found: the installed reconcile --watch falls back "
+                    "to periodic sweeps (pip install pyroute2, then install again)")
+    return Build(python, files, input_digest(python, files), carried)
 
-    compiled = python.magic == importlib.util.MAGIC_NUMBER
-    data = zip_bytes(python.path, files, compiled)
-    digest = input_digest(python, files, compiled)
-    return Archive(data, digest, carried, "kcm_hook/runtime.py" in files, compiled)
 
-
-def input_digest(python, files, compiled):
+def input_digest(python, files):
     import hashlib
 
     digest = hashlib.sha256()
-    magic = python.magic if compiled else b""
-    for part in (python.path.encode(), magic, MAIN.encode()):
+    for part in (python.path.encode(), python.magic, LAUNCHER.encode()):
         digest.update(len(part).to_bytes(8, "little") + part)
     for member in sorted(files):
         for part in (member.encode(), files[member]):
@@ -159,85 +162,67 @@ def input_digest(python, files, compiled):
 
 
 def package_files(name):
-    """{member name: bytes} of top-level package `name`, or None if absent.
+    """{relative path: bytes} of top-level package `name`, or None if absent.
 
-    Reads a directory, or the zipapp this process runs from. Bytecode and
-    compiled extensions are left out.
+    Bytecode and compiled extensions are left out.
     """
     import importlib.util
-    import zipimport
 
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         return None
-    if isinstance(spec.loader, zipimport.zipimporter):
-        return _files_in_zip(spec.loader.archive, name)
-    return _files_in_dir(list(spec.submodule_search_locations)[0], name)
+    return files_in_dir(list(spec.submodule_search_locations)[0], name)
 
 
-def _wanted(member):
-    parts = member.split("/")
-    return "__pycache__" not in parts and not member.endswith((".pyc", ".so", ".pyd"))
-
-
-def _files_in_dir(root, name):
+def files_in_dir(root, name):
+    """{relative path: bytes} of the package `name` in directory `root`."""
     found = {}
     for directory, subdirs, names in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
-        for file_name in names:
+        for file_name in sorted(names):
             path = os.path.join(directory, file_name)
             member = "/".join([name, os.path.relpath(path, root)]).replace(os.sep, "/")
-            if _wanted(member) and os.path.isfile(path):
+            if not file_name.endswith((".pyc", ".so", ".pyd")) and os.path.isfile(path):
                 with open(path, "rb") as f:
                     found[member] = f.read()
     return found
 
 
-def _files_in_zip(archive, name):
-    import zipfile
+def write(build, path):
+    """Write the tree of `build` at `path`, compiled by its python, synced to disk.
 
-    with zipfile.ZipFile(archive) as zf:
-        return {member: zf.read(member) for member in zf.namelist()
-                if member.startswith(name + "/") and not member.endswith("/")
-                and _wanted(member)}
+    The bytecode is unchecked-hash based (PEP 552): no start reads a source
+    to validate it.
+    """
+    import subprocess
 
-
-def zip_bytes(python_path, files, compiled):
-    """The archive: a #! line, __main__.py, then each file (and its bytecode)."""
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    buffer.write(f"#!{python_path} -IS\n".encode())
-    with zipfile.ZipFile(buffer, "w") as zf:
-        _add(zf, "__main__.py", MAIN.encode(), zipfile.ZIP_STORED)
-        for member in sorted(files):
-            _add(zf, member, files[member], zipfile.ZIP_DEFLATED)
-            if compiled and member.endswith(".py"):
-                _add(zf, member + "c", pyc_bytes(member, files[member]),
-                     zipfile.ZIP_DEFLATED)
-    return buffer.getvalue()
-
-
-def _add(zf, member, data, compression):
-    import zipfile
-
-    # A fixed date keeps the archive, and so its name, the same for the same code.
-    info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = compression
-    info.external_attr = 0o644 << 16
-    zf.writestr(info, data)
+    for member, data in build.files.items():
+        target = os.path.join(path, *member.split("/"))
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        with open(target, "xb") as f:
+            f.write(data)
+    try:
+        compiled = subprocess.run(
+            [build.python.path, "-I", "-S", "-m", "compileall", "-q", "-j", "0",
+             "--invalidation-mode", "unchecked-hash", path],
+            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ConfigError(f"{build.python.path} cannot compile {path}: {err}") from None
+    if compiled.returncode != 0:
+        lines = (compiled.stdout + compiled.stderr).strip().splitlines()
+        raise ConfigError(f"{build.python.path} cannot compile {path}: "
+                          f"{lines[-1] if lines else 'no detail'}")
+    sync_tree(path)
 
 
-def pyc_bytes(member, source):
-    """Unchecked hash-based bytecode (PEP 552): zipimport cannot write a cache."""
-    import importlib.util
-    import marshal
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = compile(source, member, "exec", dont_inherit=True, optimize=0)
-    flags = (0b01).to_bytes(4, "little")  # hash-based, source not checked
-    return importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) \
-        + marshal.dumps(code)
+def sync_tree(path):
+    """Make everything under `path` 0644 or 0755 whatever the umask, and fsync it
+    so that a rename publishes it whole."""
+    for directory, _, names in os.walk(path):
+        for name in names + ["."]:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(fd, 0o755 if name == "." else 0o644)
+                os.fsync(fd)
+            finally:
+                os.close(fd)

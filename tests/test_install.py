@@ -1,11 +1,11 @@
-"""kcm-hook install: the libtree, its atomic replacement, hooks files, daemon.json."""
+"""kcm-hook install: the library tree and launchers, their atomic replacement, hooks
+files, daemon.json."""
 
 import json
 import os
 import shutil
 import stat
 import subprocess
-import zipfile
 
 import pytest
 
@@ -32,8 +32,17 @@ def main(argv):
 
 @pytest.fixture(autouse=True)
 def no_vendored(monkeypatch):
-    """Most tests need only kcm_hook in the archive; building is faster then."""
+    """Most tests need only kcm_hook in the tree; building is faster then."""
     monkeypatch.setattr(libtree, "VENDORED", ())
+
+
+ALL_VENDORED = libtree.VENDORED
+
+
+def only_kcm_hook(root):
+    """A package_files that finds kcm_hook at `root` and nothing else."""
+    return lambda name: libtree.files_in_dir(root, name) if name == "kcm_hook" \
+        else None
 
 
 def run_install(*args):
@@ -60,18 +69,24 @@ def installed_files(directory):
     return found
 
 
-def archive_of(dest):
-    return os.path.realpath(os.path.join(dest, "kcm-hook"))
+def tree_of(dest):
+    """The library tree the launcher D/kcm-hook runs."""
+    [tree] = [os.path.join(dest, "lib", name)
+              for name in os.listdir(os.path.join(dest, "lib"))
+              if f"'{os.path.join(dest, 'lib', name)}'" in
+              open(os.path.join(dest, "kcm-hook")).read()]
+    return tree
 
 
-# -- the libtree ----------------------------------------------------------------
+# -- the tree and its launcher ----------------------------------------------------
 
 
 def test_installed_hook_runs_with_an_empty_environment_and_no_site(dest, conf, capsys):
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
 
     hook = os.path.join(dest, "kcm-hook")
-    with open(archive_of(dest), "rb") as f:
+    assert not os.path.islink(hook)
+    with open(hook, "rb") as f:
         assert f.readline() == b"#!/usr/bin/python3 -IS\n"
     assert os.access(hook, os.X_OK)
     result = subprocess.run([hook, "--version"], env={}, capture_output=True,
@@ -81,47 +96,46 @@ def test_installed_hook_runs_with_an_empty_environment_and_no_site(dest, conf, c
 
 
 def test_host_python_alone_cannot_import_kcm_hook():
-    """What the installed libtree must make up for."""
+    """What the installed tree must make up for."""
     result = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", "import kcm_hook"],
                             env={}, capture_output=True, text=True)
     assert result.returncode != 0 and "No module named 'kcm_hook'" in result.stderr
 
 
-def test_zipapp_carries_the_docker_sdk_and_imports_it_without_warnings(
+def test_tree_carries_docker_sdk_and_pyroute2_imported_without_warnings(
         monkeypatch, dest, conf):
-    monkeypatch.setattr(libtree, "VENDORED",
-                        ("docker", "requests", "urllib3", "idna", "charset_normalizer"))
+    monkeypatch.setattr(libtree, "VENDORED", ALL_VENDORED)
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
 
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import docker, requests; "
-            "print(docker.__file__); print(requests.certs.where())")
+            "import pyroute2; print(docker.__file__); print(pyroute2.__file__); "
+            "print(requests.certs.where())")
     result = subprocess.run(["/usr/bin/python3", "-I", "-S", "-W", "error", "-c",
-                             code, archive_of(dest)],
+                             code, tree_of(dest)],
                             env={}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    docker_file, bundle = result.stdout.split()
-    assert docker_file.startswith(archive_of(dest) + "/docker/")
-    assert bundle.startswith("/etc/")  # the host's bundle, nothing unpacked to /tmp
+    docker_file, pyroute2_file, bundle = result.stdout.split()
+    assert docker_file.startswith(tree_of(dest) + "/docker/")
+    assert pyroute2_file.startswith(tree_of(dest) + "/pyroute2/")
+    assert bundle.startswith("/etc/")  # the host's bundle, not certifi's
 
 
 def test_install_without_docker_sdk_warns_and_installs_the_hooks(
         monkeypatch, dest, conf, capsys):
-    monkeypatch.setattr(libtree, "VENDORED", ("docker",))
-    monkeypatch.setattr(libtree, "package_files",
-                        lambda name: libtree._files_in_dir(PACKAGE, name)
-                        if name == "kcm_hook" else None)
+    monkeypatch.setattr(libtree, "VENDORED", ("docker", "pyroute2"))
+    monkeypatch.setattr(libtree, "package_files", only_kcm_hook(PACKAGE))
 
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
 
-    assert "docker SDK not found: the installed hook cannot read Docker labels" \
-        in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "docker SDK not found: the installed hook cannot read Docker labels" in err
+    assert "pyroute2 not found: the installed reconcile --watch falls back" in err
     assert os.path.exists(os.path.join(dest, "hooks.d", "kcm-hook-prestart.json"))
 
 
-def test_installed_zipapp_installs_itself_elsewhere(monkeypatch, tmp_path, dest,
-                                                    conf):
-    monkeypatch.setattr(libtree, "VENDORED",
-                        ("docker", "requests", "urllib3", "idna", "charset_normalizer"))
+def test_installed_program_installs_itself_elsewhere(monkeypatch, tmp_path, dest,
+                                                     conf):
+    monkeypatch.setattr(libtree, "VENDORED", ALL_VENDORED)
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
     other = str(tmp_path / "other")
 
@@ -131,13 +145,13 @@ def test_installed_zipapp_installs_itself_elsewhere(monkeypatch, tmp_path, dest,
 
     assert result.returncode == 0, result.stderr
     assert "carries kcm_hook, docker, requests" in result.stdout
-    # Built from the files of the running archive: the same build.
-    assert os.path.basename(archive_of(other)) == os.path.basename(archive_of(dest))
-    with zipfile.ZipFile(archive_of(dest)) as first, \
-            zipfile.ZipFile(archive_of(other)) as second:
-        assert first.namelist() == second.namelist()
-        sources = [n for n in first.namelist() if not n.endswith(".pyc")]
-        assert [first.read(n) for n in sources] == [second.read(n) for n in sources]
+    assert result.stdout.splitlines()[0].endswith(", pyroute2")
+    # Built from the files of the running tree: the same build.
+    assert os.path.basename(tree_of(other)) == os.path.basename(tree_of(dest))
+    first, second = installed_files(tree_of(dest)), installed_files(tree_of(other))
+    assert sorted(first) == sorted(second)
+    sources = [n for n in first if not n.endswith(".pyc")]
+    assert [first[n] for n in sources] == [second[n] for n in sources]
 
 
 # -- replacing what is installed -------------------------------------------------
@@ -145,12 +159,10 @@ def test_installed_zipapp_installs_itself_elsewhere(monkeypatch, tmp_path, dest,
 
 @pytest.fixture
 def stub_package(tmp_path, monkeypatch):
-    """Build archives from a copy of kcm_hook with a stub runtime and a probe module."""
+    """Build trees from a copy of kcm_hook with a stub runtime and a probe module."""
     root = tmp_path / "src" / "kcm_hook"
     shutil.copytree(PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(libtree, "package_files",
-                        lambda name: libtree._files_in_dir(str(root), name)
-                        if name == "kcm_hook" else None)
+    monkeypatch.setattr(libtree, "package_files", only_kcm_hook(str(root)))
 
     def version(value, padding=0):
         (root / "runtime.py").write_text(STUB_RUNTIME)
@@ -160,25 +172,27 @@ def stub_package(tmp_path, monkeypatch):
     return version
 
 
-def test_reinstall_keeps_the_archive_a_running_process_imports_from(
+def test_reinstall_keeps_the_tree_a_running_process_imports_from(
         stub_package, dest, conf):
     stub_package("old")
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
-    old_archive = archive_of(dest)
-    old_bytes = open(old_archive, "rb").read()
+    old_tree = tree_of(dest)
+    old_files = installed_files(old_tree)
+    tag = subprocess.run(["/usr/bin/python3", "-c",
+                          "import sys; print(sys.implementation.cache_tag)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert f"kcm_hook/__pycache__/probe.{tag}.pyc" in old_files
 
     runtime = subprocess.Popen([os.path.join(dest, "kcm-runc"), "create", "x"],
                                env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True)
     try:
         ready = runtime.stdout.readline().split()
-        # .pyc: the bytecode built for this python3 is what runs
-        assert ready == ["ready", f"{old_archive}/kcm_hook/__init__.pyc"]
+        assert ready == ["ready", f"{old_tree}/kcm_hook/__init__.py"]
 
         stub_package("new, and longer than the old one", padding=500)
         assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
-        assert archive_of(dest) != old_archive
-        assert open(old_archive, "rb").read() == old_bytes
+        assert tree_of(dest) != old_tree
 
         out, _ = runtime.communicate("go\n", timeout=60)
     finally:
@@ -186,34 +200,36 @@ def test_reinstall_keeps_the_archive_a_running_process_imports_from(
         runtime.wait()
     assert out.split("\n")[0] == "probe old ['create', 'x']"
     assert runtime.returncode == 3
+    # Nothing added or changed: the bytecode install compiled is what ran.
+    assert installed_files(old_tree) == old_files
 
     fresh = subprocess.run([os.path.join(dest, "kcm-runc-py")], input="\n", env={},
                            capture_output=True, text=True)
     assert "probe new, and longer than the old one []" in fresh.stdout
 
 
-def test_third_install_removes_the_first_archive(stub_package, dest, conf):
-    archives = []
+def test_third_install_removes_the_first_tree(stub_package, dest, conf):
+    trees = []
     for n in range(3):
         stub_package(f"build {n}", padding=n)
         assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
-        archives.append(archive_of(dest))
+        trees.append(tree_of(dest))
 
-    assert len(set(archives)) == 3
+    assert len(set(trees)) == 3
     assert sorted(os.listdir(os.path.join(dest, "lib"))) == sorted(
-        os.path.basename(a) for a in archives[1:])
+        os.path.basename(t) for t in trees[1:])
 
 
 def test_reinstall_of_the_same_build_writes_nothing(dest, conf, capsys):
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
     before = installed_files(dest)
-    inode = os.stat(archive_of(dest)).st_ino
+    inode = os.stat(tree_of(dest)).st_ino
     capsys.readouterr()
 
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
 
     assert installed_files(dest) == before
-    assert os.stat(archive_of(dest)).st_ino == inode
+    assert os.stat(tree_of(dest)).st_ino == inode
     assert "wrote nothing: every file was already up to date" in capsys.readouterr().out
 
 
@@ -221,7 +237,7 @@ def test_failed_write_leaves_the_previous_install_working(monkeypatch, dest, con
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
     before = installed_files(dest)
 
-    monkeypatch.setattr(libtree, "MAIN", libtree.MAIN + "# another build\n")
+    monkeypatch.setattr(libtree, "LAUNCHER", libtree.LAUNCHER + "# another build\n")
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
@@ -234,15 +250,77 @@ def test_failed_write_leaves_the_previous_install_working(monkeypatch, dest, con
     assert result.returncode == 0
 
 
-def test_symlink_replaces_a_regular_file_of_an_older_layout(dest, conf):
+def test_tree_that_does_not_compile_is_refused_and_left_out(monkeypatch, dest, conf,
+                                                            capsys):
+    files = libtree.files_in_dir(PACKAGE, "kcm_hook")
+    files["kcm_hook/broken.py"] = b"def (:\n"
+    monkeypatch.setattr(libtree, "package_files",
+                        lambda name: files if name == "kcm_hook" else None)
+
+    assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 1
+
+    err = capsys.readouterr().err
+    assert "/usr/bin/python3 cannot compile" in err and err.count("\n") == 1
+    assert os.listdir(os.path.join(dest, "lib")) == []
+    assert not os.path.exists(os.path.join(dest, "kcm-hook"))
+
+
+def test_tree_modes_do_not_depend_on_the_umask(dest, conf):
+    old = os.umask(0o077)
+    try:
+        assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
+    finally:
+        os.umask(old)
+    modes = set()
+    for root, dirs, names in os.walk(tree_of(dest)):
+        modes.add(stat.S_IMODE(os.stat(root).st_mode))
+        modes.update(stat.S_IMODE(os.stat(os.path.join(root, n)).st_mode)
+                     for n in names)
+    assert modes == {0o755, 0o644}
+
+
+def test_stale_temporary_tree_of_a_killed_install_is_removed(dest, conf):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = os.path.join(dest, "lib", f".kcm-hook-0.0-x.{dead.pid}.tmp")
+    os.makedirs(os.path.join(stale, "kcm_hook"))
+
+    assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
+
+    assert os.listdir(os.path.join(dest, "lib")) == [os.path.basename(tree_of(dest))]
+
+
+def test_launcher_replaces_a_regular_file(dest, conf):
     os.makedirs(dest)
     with open(os.path.join(dest, "kcm-hook"), "w") as f:
         f.write("#!/bin/sh\nexit 1\n")
 
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
 
-    assert os.path.islink(os.path.join(dest, "kcm-hook"))
+    with open(os.path.join(dest, "kcm-hook")) as f:
+        assert f.readline() == "#!/usr/bin/python3 -IS\n"
     assert [n for n in os.listdir(dest) if n.endswith(".tmp")] == []
+
+
+def test_zipapp_layout_is_replaced_and_its_archive_pruned_later(stub_package, dest,
+                                                                conf):
+    lib = os.path.join(dest, "lib")
+    os.makedirs(lib)
+    with open(os.path.join(lib, "kcm-hook-0.0-old.pyz"), "w") as f:
+        f.write("in use by a running hook\n")
+    for name in ("kcm-hook", "kcm-runc-py"):
+        os.symlink("lib/kcm-hook-0.0-old.pyz", os.path.join(dest, name))
+
+    stub_package("first")
+    assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
+    assert not os.path.islink(os.path.join(dest, "kcm-hook"))
+    assert not os.path.islink(os.path.join(dest, "kcm-runc-py"))
+    assert "kcm-hook-0.0-old.pyz" in os.listdir(lib)  # the previous build
+
+    stub_package("second")
+    assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
+    assert "kcm-hook-0.0-old.pyz" not in os.listdir(lib)
+    assert len(os.listdir(lib)) == 2
 
 
 def test_unsafe_install_dir_is_refused_and_left_alone(dest, conf, capsys):
@@ -480,7 +558,7 @@ def test_default_runtime_needs_docker_config(dest, capsys):
 
 def test_docker_config_needs_a_runtime_wrapper_in_the_build(monkeypatch, tmp_path,
                                                             dest, capsys):
-    files = libtree._files_in_dir(PACKAGE, "kcm_hook")
+    files = libtree.files_in_dir(PACKAGE, "kcm_hook")
     files.pop("kcm_hook/runtime.py", None)
     monkeypatch.setattr(libtree, "package_files",
                         lambda name: files if name == "kcm_hook" else None)
@@ -493,8 +571,9 @@ def test_docker_config_needs_a_runtime_wrapper_in_the_build(monkeypatch, tmp_pat
 
 def test_kcm_runc_is_installed_only_with_a_runtime_module(stub_runtime, dest, conf):
     assert run_install(f"--install-dir={dest}", f"--conf-dir={conf}") == 0
-    assert os.readlink(os.path.join(dest, "kcm-runc-py")) == \
-        os.readlink(os.path.join(dest, "kcm-hook"))
+    with open(os.path.join(dest, "kcm-runc-py")) as runtime, \
+            open(os.path.join(dest, "kcm-hook")) as hook:
+        assert runtime.read() == hook.read()
 
 
 def test_kcm_runc_is_the_sh_front_replacing_an_older_symlink(dest, conf):
