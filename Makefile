@@ -1,6 +1,6 @@
 # kcm-hook. Every target installs what it needs: run as root on Debian.
 #   make demo    pin two real runc containers to their pools and show it
-#   make test    unit and integration tests (runc, dockerd, Podman)
+#   make test    lint, then unit and integration tests (runc, dockerd, Podman)
 #   make bench   benchmarks, printed as one table, raw JSON under bench/results/
 #                (BENCH_ARGS="--only 1,3 --runs 31" to choose)
 #   make         (image) the Docker image `kcm`
@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := runc busybox-static docker.io podman debootstrap
 BASE_IMAGE ?= python:3.11-slim-bookworm
 
-.PHONY: all image demo test unit integration bench debian-packages clean
+.PHONY: all image demo test lint unit integration bench debian-packages clean
 
 all: image
 
@@ -30,8 +30,11 @@ venv: $(VENV)/.installed
 demo: debian-packages $(VENV)/.installed
 	$(PY) scripts/demo.py
 
-test: debian-packages $(VENV)/.installed
+test: debian-packages $(VENV)/.installed lint
 	$(PY) -m pytest tests integration
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check kcm_hook tests integration bench scripts
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests

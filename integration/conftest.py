@@ -8,7 +8,8 @@ from integration.runc import Runc
 @pytest.fixture(scope="session", autouse=True)
 def require_root():
     if os.geteuid() != 0:
-        pytest.fail("integration tests run real containers and need root (make test as root)")
+        pytest.fail("integration tests run real containers and need root "
+                    "(make test as root)")
 
 
 @pytest.fixture
@@ -42,7 +43,8 @@ def docker_session():
 
     missing = docker.missing_tools()
     if missing:
-        pytest.skip(f"dockerd tests need {', '.join(missing)} (apt-get install docker.io)")
+        pytest.skip(f"dockerd tests need {', '.join(missing)} "
+                    "(apt-get install docker.io)")
     session = docker.Session.create()
     try:
         yield session

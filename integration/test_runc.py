@@ -29,7 +29,8 @@ def held_tasks(conf_dir):
 def test_dataplane_container_sees_only_its_core(runc, host_conf, tmp_path):
     [dataplane] = pool_cpus(host_conf, "dataplane")
     bundle = make_bundle(str(tmp_path / "b"), SHOW_CPUS,
-                         annotations={"kcm.pool": "dataplane"}, hooks=kcm_hooks(host_conf))
+                         annotations={"kcm.pool": "dataplane"},
+                         hooks=kcm_hooks(host_conf))
 
     result = runc.run("dp", bundle)
 
@@ -77,7 +78,8 @@ def test_second_dataplane_container_refused_until_first_is_deleted(runc, host_co
 
     refused = runc.run("second", second)
     assert refused.returncode != 0
-    assert "pool 'dataplane' is exhausted: 1 of 1 exclusive cpusets in use" in refused.stderr
+    assert ("pool 'dataplane' is exhausted: 1 of 1 exclusive cpusets in use"
+            in refused.stderr)
     assert "Traceback" not in refused.stderr
     assert held_tasks(host_conf) == {("dataplane", dataplane): [init_pid]}
 

@@ -37,7 +37,8 @@ class Cgroup:
     def confine(self, cpus):
         """Restrict the cgroup to `cpus` (a canonical cpulist)."""
         if not cpus:
-            raise CgroupError(f"refusing to write an empty cpulist to {self.cpus_file()}")
+            raise CgroupError("refusing to write an empty cpulist to "
+                              f"{self.cpus_file()}")
         if self.version == 1:
             self._ensure_mems()
         _write(self.cpus_file(), cpus)
@@ -63,7 +64,8 @@ def cgroup_of(pid):
                 continue
             return Cgroup(path, version)
     raise CgroupError(f"process {pid} is in no cpuset cgroup: mount the cpuset "
-                      "controller (cgroup v1) or enable it in cgroup.subtree_control (v2)")
+                      "controller (cgroup v1) or enable it in "
+                      "cgroup.subtree_control (v2)")
 
 
 def _memberships(pid):
@@ -111,7 +113,8 @@ def _join(mountpoint, root, cgroup_path, pid):
     relative = cgroup_path[len(root):] if root != "/" else cgroup_path
     path = os.path.normpath(os.path.join(mountpoint, relative.lstrip("/")))
     if path != mountpoint and not path.startswith(mountpoint.rstrip("/") + "/"):
-        raise CgroupError(f"cgroup path {cgroup_path} of process {pid} escapes {mountpoint}")
+        raise CgroupError(f"cgroup path {cgroup_path} of process {pid} escapes "
+                          f"{mountpoint}")
     return path
 
 

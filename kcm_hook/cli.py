@@ -9,7 +9,7 @@ import sys
 from types import SimpleNamespace
 
 from . import __version__, logs
-from .errors import EXIT_ERROR, EXIT_USAGE, KcmError, UsageError
+from .errors import EXIT_ERROR, EXIT_SIGPIPE, KcmError, UsageError
 
 log = logs.get_logger("kcm_hook")
 HOOK_OPTIONS = {"prestart": ("--conf-dir", "--docker-host"),
@@ -20,7 +20,8 @@ QUIET_LEVELS = {"WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "FATAL":
 USAGE = """\
 kcm (-h | --help)
   kcm --version
-  kcm init [--conf-dir=<dir>] [--num-dp-cores=<num>] [--num-cp-cores=<num>] [--overwrite]
+  kcm init [--conf-dir=<dir>] [--num-dp-cores=<num>] [--num-cp-cores=<num>]
+           [--overwrite]
   kcm (describe | reconcile) [--conf-dir=<dir>]
   kcm reconcile [--conf-dir=<dir>] [--interval=<seconds>] [--watch]
   kcm isolate [--conf-dir=<dir>] --pool=<pool> <command> [-- <args> ...]
@@ -31,7 +32,7 @@ kcm (-h | --help)
 
 EPILOG = """\
 environment:
-  KCM_CONF_DIR      configuration directory when --conf-dir is not given (default /etc/kcm)
+  KCM_CONF_DIR      configuration directory without --conf-dir (default /etc/kcm)
   KCM_LOCK_TIMEOUT  seconds to wait for the configuration lock (default 30)
   KCM_LOG_LEVEL     debug, info, warning (default) or error; logs go to stderr
   KCM_LOG_FILE      also append logs to this file
@@ -41,6 +42,7 @@ exit status:
   0  success
   1  operational error: exhausted pool, lock timeout, bad configuration or state
   2  bad usage
+  141 stdout was closed before the output was written (as SIGPIPE would)
   isolate exits with its command's status (128+N when killed by signal N),
   127 when the command is not found, 126 when it cannot be run"""
 
@@ -66,13 +68,17 @@ def build_parser(prog):
     parser = Parser(prog=prog, usage=USAGE, epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter,
                     description="CPU pools for the containers of one Linux host.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__}")
+    # prog=: without it a subcommand's usage line repeats the whole USAGE block.
+    commands = parser.add_subparsers(dest="command", metavar="<command>",
+                                     parser_class=Parser, prog=prog)
 
     def command(name, help_text):
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--conf-dir", metavar="<dir>",
-                         help="configuration directory (default: $KCM_CONF_DIR or /etc/kcm)")
+                         help="configuration directory "
+                              "(default: $KCM_CONF_DIR or /etc/kcm)")
         return sub
 
     init = command("init", "discover the CPU topology and write the three pools")
@@ -92,18 +98,20 @@ def build_parser(prog):
                            help="repeat every <seconds> until SIGTERM (with --watch: "
                                 "the safety-net sweep period, default 10)")
     reconcile.add_argument("--watch", action="store_true",
-                           help="free cpusets as soon as holders exit, from the kernel's "
-                                "process events")
+                           help="free cpusets as soon as holders exit, from the "
+                                "kernel's process events")
 
     isolate = command("isolate", "run a command confined to a cpuset of a pool")
-    isolate.add_argument("--pool", required=True, metavar="<pool>", help="pool to run in")
+    isolate.add_argument("--pool", required=True, metavar="<pool>",
+                         help="pool to run in")
     isolate.add_argument("cmd", metavar="<command>", help="program to run (no shell)")
     isolate.add_argument("args", nargs=argparse.REMAINDER, metavar="<args>",
                          help="arguments for the command, after --")
 
     install = command("install", "install the hooks and the Docker runtime wrapper")
     install.add_argument("--install-dir", required=True, metavar="<dir>",
-                         help="directory to receive kcm-hook, kcm-runc and the hooks file")
+                         help="directory to receive kcm-hook, kcm-runc and the "
+                              "hooks files")
     install.add_argument("--docker-config", metavar="<file>",
                          help="daemon.json to register the kcm runtime in")
     install.add_argument("--docker-host", metavar="<url>",
@@ -116,8 +124,10 @@ def build_parser(prog):
                               "(default: <install-dir>/hooks.d)")
 
     check = command("check", "validate a configuration directory and report drift")
-    check.add_argument("--hooks-file", metavar="<file>", help="also validate this hooks.d file")
-    check.add_argument("--docker-config", metavar="<file>", help="also validate this daemon.json")
+    check.add_argument("--hooks-file", metavar="<file>",
+                       help="also validate this hooks.d file")
+    check.add_argument("--docker-config", metavar="<file>",
+                       help="also validate this daemon.json")
 
     prestart = command("prestart", "OCI prestart hook: place the container on stdin")
     prestart.add_argument("--docker-host", metavar="<url>",
@@ -145,6 +155,13 @@ def main(argv=None, prog=None):
         return fail(prog, err, err.exit_code)
     except KeyboardInterrupt:
         return fail(prog, "interrupted", 130)
+    except BrokenPipeError:
+        # The reader of stdout went away (`kcm-hook describe | head`): end as
+        # SIGPIPE would, without a message, and without a second error when
+        # Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_SIGPIPE
     except Exception as err:  # a bug: still one line for the user, detail in the log
         log.debug("unexpected error", exc_info=True)
         return fail(prog, f"internal error: {type(err).__name__}: {err} "
@@ -197,7 +214,8 @@ def dispatch(args):
         from .hooks import poststop
         poststop(args.conf_dir, sys.stdin.buffer)
     elif args.command == "init":
-        return cmd_init(args.conf_dir, args.num_dp_cores, args.num_cp_cores, args.overwrite)
+        return cmd_init(args.conf_dir, args.num_dp_cores, args.num_cp_cores,
+                        args.overwrite)
     elif args.command == "describe":
         return cmd_describe(args.conf_dir)
     elif args.command == "reconcile":

@@ -43,6 +43,11 @@ def pool_label(docker_host, container_id):
 
 
 def _list(docker_host, container_id):
+    # TODO: importing the docker SDK (requests, urllib3, ...) costs 70-100 ms
+    # on every labelled container start, most of the label path's cost in
+    # `make bench` (benchmark 2 misses its 1.10 target). One GET over the unix
+    # socket with http.client would cost a few ms; the SDK is the project's
+    # chosen client, so that trade is a decision still to make.
     import docker
     import requests
 

@@ -7,6 +7,7 @@ with `exit_code`; library code raises and never exits.
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_SIGPIPE = 141  # stdout closed early: 128 + SIGPIPE, as a shell expects
 # isolate, as env(1) and nice(1) do: its command exists but cannot be run, or
 # does not exist.
 EXIT_CANNOT_RUN = 126

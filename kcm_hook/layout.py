@@ -47,7 +47,9 @@ def plan(topology, num_dp_cores, num_cp_cores):
                         cpulist.format(core.cpus))
 
     def merged(group):
-        return [cpulist.format(cpu for core in group for cpu in core.cpus)] if group else []
+        if not group:
+            return []
+        return [cpulist.format(cpu for core in group for cpu in core.cpus)]
 
     return {
         DATAPLANE: (True, sorted((cpulist.format(c.cpus) for c in dataplane),
@@ -133,7 +135,8 @@ def _write_pools(conf, layout):
         os.rename(staging, conf.pools_dir)
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
-        raise ConfigError(f"cannot write pools under {conf.path}: {err.strerror}") from err
+        raise ConfigError(f"cannot write pools under {conf.path}: "
+                          f"{err.strerror}") from err
     shutil.rmtree(retired, ignore_errors=True)
     conf.write_holders([])
 

@@ -40,14 +40,15 @@ class State:
         return self._config
 
     def pool_request(self):
-        """(pool name, where it came from) from annotations or env; (None, None) if unnamed."""
+        """(pool name, its source) from annotations or env; (None, None) if unnamed."""
         if POOL_KEY in self.annotations:
             return self.annotations[POOL_KEY], "state annotation"
         config = self.config()
         annotations = config.get("annotations")
         annotations = {} if annotations is None else annotations
         if not isinstance(annotations, dict):
-            raise StateError(f"{self.bundle}/config.json: 'annotations' is not an object")
+            raise StateError(f"{self.bundle}/config.json: 'annotations' is not "
+                             "an object")
         if POOL_KEY in annotations:
             return _string(annotations[POOL_KEY], "config.json annotation kcm.pool"), \
                 "config.json annotation"
@@ -135,7 +136,7 @@ def read_config(bundle):
 def check_pool_name(name, source):
     """Refuse a name that could not be a pool directory, before any lookup."""
     if not isinstance(name, str) or not POOL_NAME.fullmatch(name):
-        shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}..."
+        shown = str(name) if len(str(name)) <= 80 else f"{str(name)[:80]}..."
         raise StateError(f"pool name {shown!r} from the {source} is not a pool name "
                          "(letters, digits, '.', '_', '-'; at most 64): "
                          "run kcm-hook describe for the pools")

@@ -52,7 +52,8 @@ def lock_timeout():
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ConfigError(f"KCM_LOCK_TIMEOUT={text!r} is not a positive number of seconds")
+        raise ConfigError(f"KCM_LOCK_TIMEOUT={text!r} is not a positive number "
+                          "of seconds")
     return value
 
 
@@ -219,7 +220,8 @@ class Configuration:
         containers = {}
         for holder in self.holders():
             if holder.container is not None:
-                containers.setdefault((holder.pool, holder.cpus), []).append(holder.container)
+                key = (holder.pool, holder.cpus)
+                containers.setdefault(key, []).append(holder.container)
         return {"path": self.path, "pools": {
             name: {"name": name, "exclusive": pool.exclusive, "cpuLists": {
                 cpus: {"cpus": cpus, "tasks": cpuset.tasks,
@@ -413,7 +415,8 @@ def write_atomic(path, text, mode=FILE_MODE, sync=False):
         os.rename(tmp, path)
     except OSError as err:
         _unlink_quietly(tmp)
-        raise ConfigError(f"cannot write {path}: {err.strerror} (errno {err.errno})") from err
+        raise ConfigError(f"cannot write {path}: {err.strerror} "
+                          f"(errno {err.errno})") from err
 
 
 def _unlink_quietly(path):

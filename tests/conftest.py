@@ -35,7 +35,8 @@ def make_sysfs(root, cpus, offline=(), isolated=(), nodes=None):
         siblings = [c for c, key in cpus.items() if key == (package, core)]
         write(os.path.join(topo, "physical_package_id"), f"{package}\n")
         write(os.path.join(topo, "core_id"), f"{core}\n")
-        write(os.path.join(topo, "thread_siblings_list"), cpulist.format(siblings) + "\n")
+        write(os.path.join(topo, "thread_siblings_list"),
+              cpulist.format(siblings) + "\n")
     for node, members in (nodes or {0: list(cpus)}).items():
         write(os.path.join(root, "devices", "system", "node", f"node{node}", "cpulist"),
               cpulist.format(c for c in members if c not in offline) + "\n")

@@ -10,13 +10,15 @@ class FakeHost:
 
     def __init__(self, root, version=1):
         self.proc = os.path.join(root, "proc")
-        self.cgroup_root = os.path.join(root, "cgroup", "cpuset" if version == 1 else "")
+        self.cgroup_root = os.path.join(root, "cgroup",
+                                        "cpuset" if version == 1 else "")
         self.version = version
         if version == 1:
             mount = (f"30 25 0:27 / {self.cgroup_root} rw,nosuid - cgroup cgroup "
                      "rw,cpuset\n31 25 0:28 / /fake/unified rw - cgroup2 cgroup2 rw\n")
         else:
-            mount = f"30 25 0:27 / {self.cgroup_root.rstrip('/')} rw - cgroup2 cgroup2 rw\n"
+            mount = (f"30 25 0:27 / {self.cgroup_root.rstrip('/')} rw - cgroup2 "
+                     "cgroup2 rw\n")
         write(os.path.join(self.proc, "self", "mountinfo"),
               "22 1 8:1 / / rw - ext4 /dev/vda rw\n" + mount)
         self._cgroup("", cpus="0-15", mems="0")
@@ -50,7 +52,8 @@ class FakeHost:
         os.rmdir(os.path.join(self.proc, str(pid)))
 
     def cpus_of(self, cgroup):
-        with open(os.path.join(self.cgroup_root, cgroup.lstrip("/"), "cpuset.cpus")) as f:
+        path = os.path.join(self.cgroup_root, cgroup.lstrip("/"), "cpuset.cpus")
+        with open(path) as f:
             return f.read()
 
 

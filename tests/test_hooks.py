@@ -36,7 +36,8 @@ def tasks(conf_dir):
 def test_prestart_confines_and_records_then_poststop_frees(conf_dir, host):
     host.spawn(100, "/c1")
 
-    assert hooks.prestart(conf_dir, stdin("c1", 100, "dataplane")) == ("dataplane", "4,12")
+    placed = hooks.prestart(conf_dir, stdin("c1", 100, "dataplane"))
+    assert placed == ("dataplane", "4,12")
 
     assert host.cpus_of("/c1") == "4,12"
     assert tasks(conf_dir) == {("dataplane", "4,12"): [100]}

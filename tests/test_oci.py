@@ -54,7 +54,8 @@ def test_relative_bundle_is_taken_from_the_working_directory(tmp_path, monkeypat
 
 
 def test_pool_from_process_environment(tmp_path):
-    bundle = bundle_with(tmp_path, {"process": {"env": ["A=1", "KCM_POOL=controlplane"]}})
+    env = ["A=1", "KCM_POOL=controlplane"]
+    bundle = bundle_with(tmp_path, {"process": {"env": env}})
 
     assert state({"id": "c", "pid": 1, "bundle": bundle}).pool_request() == \
         ("controlplane", "process environment")
