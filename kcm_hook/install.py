@@ -200,7 +200,7 @@ def trees_in_use(plan):
         else:
             text = (_read_bytes(launcher) or b"")[:4096].decode("utf-8", "replace")
             names.update(name for name in _lib_entries(plan.lib)
-                         if f"/{name}'" in text)
+                         if repr(os.path.join(plan.lib, name)) in text)
     return names
 
 

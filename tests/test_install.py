@@ -73,7 +73,7 @@ def tree_of(dest):
     """The library tree the launcher D/kcm-hook runs."""
     [tree] = [os.path.join(dest, "lib", name)
               for name in os.listdir(os.path.join(dest, "lib"))
-              if f"'{os.path.join(dest, 'lib', name)}'" in
+              if repr(os.path.join(dest, "lib", name)) in
               open(os.path.join(dest, "kcm-hook")).read()]
     return tree
 
