@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -58,3 +59,22 @@ def docker_env(docker_session):
     yield docker_session
     docker_session.dockerd.remove_all_containers()
     docker_session.wait_free()
+
+
+@pytest.fixture
+def processes():
+    """Real processes, each in a cpuset cgroup of its own, removed afterwards."""
+    from integration.cpusets import CpusetProcesses
+
+    procs = CpusetProcesses()
+    yield procs
+    procs.cleanup()
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """A bundle directory with a minimal config.json, for hooks run by hand."""
+    path = tmp_path / "bundle"
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"ociVersion": "1.0.2"}))
+    return str(path)

@@ -7,6 +7,7 @@ import uuid
 
 from integration.runc import BUSYBOX, KCM_HOOK
 
+CGROUP_ROOT = "/sys/fs/cgroup"
 CPUSET_ROOT = "/sys/fs/cgroup/cpuset"
 
 
@@ -102,3 +103,17 @@ def run_hooks(stage, conf_dir, states, env=None):
     """Run one hook per state, all at once; [(returncode, stdout, stderr)]."""
     procs = [start_hook(stage, conf_dir, state, env) for state in states]
     return [finish(proc) for proc in procs]
+
+
+def remove_cgroup(path):
+    """rmdir `path` and its children, deepest first, in every v1 hierarchy."""
+    for controller in os.listdir(CGROUP_ROOT):
+        top = os.path.join(CGROUP_ROOT, controller, path.lstrip("/"))
+        if os.path.islink(os.path.join(CGROUP_ROOT, controller)) \
+                or not os.path.isdir(top):
+            continue
+        for directory, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass

@@ -15,13 +15,13 @@ import tarfile
 import tempfile
 import uuid
 
+from integration.cpusets import remove_cgroup
 from integration.runc import make_rootfs, wait_for
 
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
 # /usr/local/bin/docker on this machine is an unrelated newer client that
 # comes first in PATH; the 20.10 client of docker.io is /usr/bin/docker.
 DOCKER_CLI = "/usr/bin/docker"
-CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def missing_tools():
@@ -127,15 +127,7 @@ class Dockerd:
             subprocess.run(["umount", "-l", point], capture_output=True)
 
     def _remove_cgroups(self):
-        for controller in os.listdir(CGROUP_ROOT):
-            top = os.path.join(CGROUP_ROOT, controller, self.cgroup_parent)
-            if not os.path.isdir(top):
-                continue
-            for directory, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-                try:
-                    os.rmdir(directory)
-                except OSError:
-                    pass
+        remove_cgroup(self.cgroup_parent)
 
 
 def busybox_image(dockerd, tag="kcm-test-busybox:latest"):

@@ -11,10 +11,10 @@ import subprocess
 import tempfile
 import uuid
 
+from integration.cpusets import remove_cgroup
 from integration.runc import RUNC
 
 PODMAN = shutil.which("podman") or "/usr/bin/podman"
-CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 class Podman:
@@ -60,17 +60,3 @@ class Podman:
         self.podman("rmi", "--all", "--force")
         remove_cgroup(self.cgroup_parent)
         shutil.rmtree(self.base, ignore_errors=True)
-
-
-def remove_cgroup(path):
-    """rmdir `path` and its children, deepest first, in every v1 hierarchy."""
-    for controller in os.listdir(CGROUP_ROOT):
-        top = os.path.join(CGROUP_ROOT, controller, path.lstrip("/"))
-        if os.path.islink(os.path.join(CGROUP_ROOT, controller)) \
-                or not os.path.isdir(top):
-            continue
-        for directory, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            try:
-                os.rmdir(directory)
-            except OSError:
-                pass

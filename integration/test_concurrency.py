@@ -1,29 +1,12 @@
 """64 hooks at once, for 64 real processes in cpusets of their own."""
 
-import json
 import os
 
-import pytest
 
-from integration.cpusets import CpusetProcesses, allowed_cpus, oci_state, run_hooks
+from integration.cpusets import allowed_cpus, oci_state, run_hooks
 from kcm_hook.pools import Configuration
 
 COUNT = 64
-
-
-@pytest.fixture
-def processes():
-    procs = CpusetProcesses()
-    yield procs
-    procs.cleanup()
-
-
-@pytest.fixture
-def bundle(tmp_path):
-    path = tmp_path / "bundle"
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps({"ociVersion": "1.0.2"}))
-    return str(path)
 
 
 def all_tasks(conf_dir):

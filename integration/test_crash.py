@@ -5,33 +5,17 @@ must hold either its old or its new content, and one reconcile must leave no
 cpuset held by a dead process and no container holding two.
 """
 
-import json
 import os
 import signal
 import subprocess
 
 import pytest
 
-from integration.cpusets import CpusetProcesses, allowed_cpus, finish, oci_state, \
+from integration.cpusets import allowed_cpus, finish, oci_state, \
     start_hook
 from integration.runc import KCM_HOOK
 from kcm_hook import crashpoints
 from kcm_hook.pools import TEMPORARY, Configuration
-
-
-@pytest.fixture
-def processes():
-    procs = CpusetProcesses()
-    yield procs
-    procs.cleanup()
-
-
-@pytest.fixture
-def bundle(tmp_path):
-    path = tmp_path / "bundle"
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps({"ociVersion": "1.0.2"}))
-    return str(path)
 
 
 def hook(stage, conf_dir, state, crash_at=None):
