@@ -102,8 +102,10 @@ def print_table(machine, runs, results):
           f"{machine['dockerd']}, hooks run by {machine['hook_python']}")
     print(f"{machine['date']}; load at start {machine['load_at_start']}; medians over "
           f"{runs} alternating runs unless stated\n")
-    widths = (44, 40, 18)
     header = ("figure", "value", "target")
+    rows = [row for result in results for row in result.rows]
+    widths = [2 + max([len(name)] + [len(getattr(row, name)) for row in rows])
+              for name in header]
     print(f"{'#':<3}{header[0]:<{widths[0]}}{header[1]:<{widths[1]}}"
           f"{header[2]:<{widths[2]}}verdict")
     for result in results:
