@@ -104,8 +104,10 @@ def print_table(machine, runs, results):
           f"{runs} alternating runs unless stated\n")
     header = ("figure", "value", "target")
     rows = [row for result in results for row in result.rows]
-    widths = [2 + max([len(name)] + [len(getattr(row, name)) for row in rows])
-              for name in header]
+    # As wide as the longest entry, up to a cap: a longer one overflows its
+    # column rather than widening every line of the table.
+    widths = [2 + min(cap, max([len(name)] + [len(getattr(row, name)) for row in rows]))
+              for name, cap in zip(header, (48, 40, 18))]
     print(f"{'#':<3}{header[0]:<{widths[0]}}{header[1]:<{widths[1]}}"
           f"{header[2]:<{widths[2]}}verdict")
     for result in results:
