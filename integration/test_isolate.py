@@ -188,7 +188,8 @@ def test_sigkilled_isolate_takes_its_command_along_and_reconcile_frees(host_conf
     assert held(host_conf)[0] == {("dataplane", dataplane): [child]}
     result = run([KCM_HOOK, "reconcile", f"--conf-dir={host_conf}"])
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"freed 1 stale entry in {host_conf}\n"
+    assert result.stdout == (f"freed 1 stale entry and re-confined 0 drifted "
+                             f"containers in {host_conf}\n")
     assert held(host_conf) == ({}, [])
     second = run(isolate(host_conf, "dataplane", "true"))
     assert second.returncode == 0, second.stderr

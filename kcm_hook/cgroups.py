@@ -58,6 +58,11 @@ def cgroup_of(pid):
     mounts = _cgroup_mounts()
     for version, key in ((1, "cpuset"), (2, "")):
         if key in memberships and key in mounts:
+            if memberships[key] == "/":
+                raise CgroupError(
+                    f"process {pid} is in the root cpuset cgroup, shared with the "
+                    "whole host: kcm confines a container's own cgroup only; run "
+                    "the process in a cgroup of its own (a container)")
             root, mountpoint = mounts[key]
             path = _join(mountpoint, root, memberships[key], pid)
             if version == 2 and not _has_cpuset_v2(path):

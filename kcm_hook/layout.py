@@ -13,7 +13,7 @@ import shutil
 
 from . import cpulist
 from .errors import ConfigError, TopologyError, UsageError
-from .pools import DIR_MODE, Configuration, write_atomic
+from .pools import Configuration, make_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _make_dirs(path):
     if parent != path:
         _make_dirs(parent)
     try:
-        os.mkdir(path, DIR_MODE)
+        make_dir(path)
     except FileExistsError:
         pass
 
@@ -122,13 +122,13 @@ def _write_pools(conf, layout):
     for leftover in (staging, retired):
         shutil.rmtree(leftover, ignore_errors=True)
     try:
-        os.mkdir(staging, DIR_MODE)
+        make_dir(staging)
         for name, (exclusive, cpusets) in layout.items():
             pool_dir = os.path.join(staging, name)
-            os.mkdir(pool_dir, DIR_MODE)
+            make_dir(pool_dir)
             write_atomic(os.path.join(pool_dir, "exclusive"), "1" if exclusive else "0")
             for cpus in cpusets:
-                os.mkdir(os.path.join(pool_dir, cpus), DIR_MODE)
+                make_dir(os.path.join(pool_dir, cpus))
                 write_atomic(os.path.join(pool_dir, cpus, "tasks"), "")
         if os.path.lexists(conf.pools_dir):
             os.rename(conf.pools_dir, retired)

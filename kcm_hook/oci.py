@@ -74,6 +74,8 @@ def read_state(stream, need_pid):
         raise StateError(f"OCI state is not UTF-8 (byte {err.start})") from None
     except ValueError as err:
         raise StateError(f"OCI state is not JSON: {err}") from None
+    except RecursionError:
+        raise StateError("OCI state is nested too deeply to be a container's") from None
     if not isinstance(doc, dict):
         raise StateError(f"OCI state is a JSON {type(doc).__name__}, not an object")
 
@@ -118,9 +120,10 @@ def read_config(bundle):
             raise StateError(f"{path} is a symlink: the hook reads the bundle's own "
                              "config.json only") from None
         raise StateError(f"cannot read {path}: {err.strerror}") from err
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StateError(f"{path} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise StateError(f"{path} is not a regular file")
         data = f.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
         raise StateError(f"{path} exceeds {MAX_CONFIG_BYTES} bytes")
@@ -128,6 +131,8 @@ def read_config(bundle):
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
         raise StateError(f"{path} is not JSON: {err}") from None
+    except RecursionError:
+        raise StateError(f"{path} is nested too deeply to be a bundle's") from None
     if not isinstance(doc, dict):
         raise StateError(f"{path} is not a JSON object")
     return doc

@@ -24,7 +24,7 @@ import stat
 import time
 
 from . import cpulist, crashpoints, procfs
-from .errors import ConfigError, CpuListError, LockTimeout, PoolError
+from .errors import ConfigError, CpuListError, LockTimeout, PoolError, UsageError
 from .records import Record
 
 DEFAULT_CONF_DIR = "/etc/kcm"
@@ -39,7 +39,13 @@ DIR_MODE = 0o755
 
 
 def conf_dir(path=None):
-    """The configuration directory: `path`, else KCM_CONF_DIR, else /etc/kcm."""
+    """The configuration directory: `path`, else KCM_CONF_DIR, else /etc/kcm.
+
+    An empty --conf-dir is refused rather than read as "not given": a script
+    whose variable came out empty must not write /etc/kcm.
+    """
+    if path is not None and not path:
+        raise UsageError("--conf-dir is empty: give the configuration directory")
     return path or os.environ.get("KCM_CONF_DIR") or DEFAULT_CONF_DIR
 
 
@@ -52,8 +58,8 @@ def lock_timeout():
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ConfigError(f"KCM_LOCK_TIMEOUT={text!r} is not a positive number "
-                          "of seconds")
+        raise UsageError(f"KCM_LOCK_TIMEOUT={text!r} is not a positive number "
+                         "of seconds")
     return value
 
 
@@ -200,9 +206,12 @@ class Configuration:
                            cpus=h["cpus"], container=h.get("container"),
                            cgroup=h.get("cgroup"))
                     for h in doc["holders"]]
-        except (ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"{path} is not a holder list ({err}); "
-                              "remove it and run kcm-hook reconcile") from err
+        except KeyError as err:
+            raise ConfigError(f"{path}: a record lacks the key {err}; remove the file "
+                              "and run kcm-hook reconcile") from None
+        except (ValueError, TypeError, RecursionError):
+            raise ConfigError(f"{path} is not an object with a list of holder "
+                              "records; remove it and run kcm-hook reconcile") from None
 
     # -- writing (call inside locked()) -----------------------------------
 
@@ -349,7 +358,8 @@ def _check_owner(path, st, what):
 
 def _read_text(path, missing_ok=False):
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO planted in place of a file must not stall the hook.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         if missing_ok:
             return None
@@ -358,10 +368,12 @@ def _read_text(path, missing_ok=False):
         if err.errno == errno.ELOOP:
             raise ConfigError(f"{path} is a symlink: replace it with a file") from None
         raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path} is not a regular file: replace it with the file "
+                          "kcm-hook init writes")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{path} is not a regular file")
         _check_owner(path, st, "file")
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
@@ -389,6 +401,12 @@ def _parse_tasks(path):
                               "fix the file, or empty it and run kcm-hook reconcile")
         pids.append(int(item))
     return pids
+
+
+def make_dir(path):
+    """mkdir with DIR_MODE whatever the umask (0755: the hooks' readers need it)."""
+    os.mkdir(path, DIR_MODE)
+    os.chmod(path, DIR_MODE)
 
 
 def write_atomic(path, text, mode=FILE_MODE, sync=False):

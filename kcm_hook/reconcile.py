@@ -28,6 +28,8 @@ from .pools import HOLDERS_FILE, Configuration
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 10.0
+# A longer period would overflow the timers it is given to (1e300 s does).
+MAX_INTERVAL = 7 * 24 * 3600
 READY_TIMEOUT = 10.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PROC_EVENT_EXIT = 0x80000000  # <linux/cn_proc.h>
@@ -58,8 +60,11 @@ def run(conf_dir, interval=None, watch=False):
     """Sweep once, or until SIGTERM every `interval` seconds and/or on exit events."""
     conf = Configuration(conf_dir)
     if interval is None and not watch:
-        freed = sweep(conf)
-        print(f"freed {freed} stale entr{'y' if freed == 1 else 'ies'} in {conf.path}")
+        freed, repaired = sweep_and_repair(conf)
+        entries = "entry" if freed == 1 else "entries"
+        containers = "container" if repaired == 1 else "containers"
+        print(f"freed {freed} stale {entries} and re-confined {repaired} drifted "
+              f"{containers} in {conf.path}")
         return 0
     period = check_interval(DEFAULT_INTERVAL if interval is None else interval)
     conf.check_exists()
@@ -72,17 +77,21 @@ def run(conf_dir, interval=None, watch=False):
 
 
 def check_interval(value):
-    if not (math.isfinite(value) and value > 0):
-        raise UsageError(f"--interval={value:g}: must be a positive number of seconds")
+    if not (math.isfinite(value) and 0 < value <= MAX_INTERVAL):
+        raise UsageError(f"--interval={value:g}: must be a number of seconds above 0 "
+                         f"and at most {MAX_INTERVAL} (a week)")
     return value
 
 
 def sweep(conf):
     """One full sweep under the lock, then drift repaired; return the entries freed."""
+    return sweep_and_repair(conf)[0]
+
+
+def sweep_and_repair(conf):
+    """One full sweep under the lock, then drift repaired; return both counts."""
     with conf.locked():
-        freed = allocator.sweep(conf)
-        allocator.repair_drift(conf)
-        return freed
+        return allocator.sweep(conf), allocator.repair_drift(conf)
 
 
 def serve(conf, period, inbox, watching):

@@ -97,6 +97,18 @@ def config_fifo(ctx):
     os.mkfifo(os.path.join(ctx.bundle, "config.json"))
 
 
+def config_directory(ctx):
+    os.unlink(os.path.join(ctx.bundle, "config.json"))
+    os.mkdir(os.path.join(ctx.bundle, "config.json"))
+
+
+def fifo(relative):
+    def setup(ctx):
+        os.unlink(os.path.join(ctx.conf, relative))
+        os.mkfifo(os.path.join(ctx.conf, relative))
+    return setup
+
+
 def no_config(ctx):
     os.unlink(os.path.join(ctx.bundle, "config.json"))
 
@@ -277,8 +289,18 @@ CASES = [
          stdin=state(), setup=symlink_out("pools", directory=True)),
     Case("conf-holders-huge", PRESTART, 1, "holders.json is larger than 1048576 bytes",
          stdin=state(), setup=put("holders.json", '{"holders": []}' + " " * (1 << 20))),
-    Case("conf-holders-garbled", PRESTART, 1, "holders.json is not a holder list",
+    Case("conf-holders-garbled", PRESTART, 1, "a record lacks the key 'start'",
          stdin=state(), setup=put("holders.json", '{"holders": [{"pid": 1}]}')),
+    Case("conf-holders-list", PRESTART, 1,
+         "holders.json is not an object with a list of holder records",
+         stdin=state(), setup=put("holders.json", "[]")),
+    Case("conf-holders-fifo", ["describe", "--conf-dir={conf}"], 1,
+         "holders.json is not a regular file", setup=fifo("holders.json")),
+    Case("conf-tasks-fifo", PRESTART, 1, "tasks is not a regular file", stdin=state(),
+         setup=fifo("pools/dataplane/4,12/tasks")),
+    Case("conf-exclusive-fifo", PRESTART, 1, "exclusive is not a regular file",
+         stdin=state(), setup=fifo("pools/dataplane/exclusive")),
+    Case("conf-dir-empty-flag", ["describe", "--conf-dir="], 2, "--conf-dir is empty"),
     Case("conf-dir-world-writable", PRESTART, 1, "not be writable by group or others",
          stdin=state(), setup=chmod(".", 0o777)),
     Case("conf-pool-world-writable", PRESTART, 1, "not be writable by group or others",
@@ -316,7 +338,13 @@ CASES = [
          setup=put("pools/infra/0-2,8-10/tasks", "x"), needs="kcm_hook.reconcile"),
     Case("isolate-no-pool", ["isolate", "--conf-dir={conf}", "true"], 2,
          "the following arguments are required: --pool"),
-    Case("lock-timeout-garbage", PRESTART, 1, "KCM_LOCK_TIMEOUT='soon'", stdin=state(),
+    Case("state-nested-deeply", PRESTART, 1, "nested too deeply",
+         stdin=b"[" * 100000 + b"]" * 100000),
+    Case("bundle-config-directory", PRESTART, 1, "config.json is not a regular file",
+         stdin=state(annotations={}), setup=config_directory),
+    Case("reconcile-interval-huge",
+         ["reconcile", "--conf-dir={conf}", "--interval=1e300"], 2, "at most 604800"),
+    Case("lock-timeout-garbage", PRESTART, 2, "KCM_LOCK_TIMEOUT='soon'", stdin=state(),
          env={"KCM_LOCK_TIMEOUT": "soon"}),
     Case("log-level-garbage", PRESTART, 2, "KCM_LOG_LEVEL='loud'", stdin=state(),
          env={"KCM_LOG_LEVEL": "loud"}),

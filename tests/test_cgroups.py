@@ -91,5 +91,11 @@ def test_empty_cpulist_never_reaches_a_cgroup(host):
     assert fake.cpus_of("/c") == "0-15"
 
 
-def test_this_machine_resolves_its_own_cgroup():
-    assert cgroups.cgroup_of(os.getpid()).read_cpus()
+def test_a_process_in_the_root_cpuset_is_refused(host):
+    # The root cgroup holds every host process: confining it would pin the host.
+    fake = host(1)
+    write(os.path.join(fake.proc, "9", "cgroup"), "4:cpuset:/\n0::/\n")
+
+    with pytest.raises(CgroupError, match="process 9 is in the root cpuset cgroup"):
+        cgroups.cgroup_of(9)
+    assert fake.cpus_of("/") == "0-15"

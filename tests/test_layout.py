@@ -151,3 +151,18 @@ def test_too_few_cores_is_a_topology_error(sysfs):
     topo = topology.discover(sysfs({0: (0, 0), 1: (0, 1)}))
     with pytest.raises(TopologyError, match="has 2 online"):
         layout.plan(topo, 2, 0)
+
+
+def test_init_under_a_strict_umask_still_writes_a_tree_the_hooks_can_read(sysfs,
+                                                                          tmp_path):
+    sysfs(sixteen_cpus())
+    conf_dir = tmp_path / "kcm"
+    old = os.umask(0o077)
+    try:
+        layout.init(str(conf_dir), topology.discover(), 4, 1)
+    finally:
+        os.umask(old)
+
+    modes = {oct(os.stat(os.path.join(d, n)).st_mode & 0o777)
+             for d, dirs, _ in os.walk(conf_dir) for n in dirs}
+    assert modes == {"0o755"}
