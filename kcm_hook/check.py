@@ -16,6 +16,7 @@ import pkgutil
 import stat
 
 from . import allocator, cpulist, procfs, topology
+from .layout import CONTROLPLANE, DATAPLANE, INFRA
 from .errors import ConfigError, KcmError
 from .pools import HOLDERS_FILE, TEMPORARY, Configuration, _check_owner
 
@@ -60,6 +61,7 @@ def configuration_problems(conf):
     except KcmError as err:
         yield str(err)
         return
+    yield from _missing_pools(conf, pools)
     yield from _overlaps(conf, pools)
     yield from _offline(conf, pools)
     yield from _task_problems(conf, pools, holders)
@@ -161,14 +163,29 @@ def _offline(conf, pools):
                        "them online or re-run kcm-hook init --overwrite")
 
 
+def _missing_pools(conf, pools):
+    """The pools init writes: without infra, every container naming no pool fails."""
+    for name in (INFRA, DATAPLANE, CONTROLPLANE):
+        if name not in pools:
+            why = " (the default pool: unlabelled containers fail)" \
+                if name == INFRA else ""
+            yield (f"{conf.pools_dir}: pool {name!r} is missing{why}; run "
+                   "kcm-hook init --overwrite")
+
+
 def _task_problems(conf, pools, holders):
     by_key = {(h.pool, h.cpus, h.pid): h for h in holders}
     tasks = set()
+    seen = {}
     for name, pool in pools.items():
         for cpus, cpuset in pool.cpusets.items():
             where = os.path.join(conf.pools_dir, name, cpus, "tasks")
             for pid in cpuset.tasks:
                 tasks.add((name, cpus, pid))
+                if pid in seen and seen[pid] != (name, cpus):
+                    yield (f"{where}: pid {pid} also holds {'/'.join(seen[pid])}: "
+                           "a process has one cpuset; restart its container")
+                seen.setdefault(pid, (name, cpus))
                 holder = by_key.get((name, cpus, pid))
                 owner = f" (container {holder.container})" if holder and \
                     holder.container else ""

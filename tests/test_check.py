@@ -302,3 +302,24 @@ def test_holders_json_that_kcm_writes_passes_its_schema(machine):
         doc = json.load(f)
     assert len(doc["holders"]) == 2
     assert check.schema_problems("holders.json", doc, "holders.json") == []
+
+
+def test_check_reports_a_missing_default_pool_and_a_pid_in_two_cpusets(tmp_path):
+    import shutil
+
+    conf_dir = str(tmp_path / "kcm")
+    layout.init(conf_dir, topology.discover("/sys"), 1, 0)
+    conf = Configuration(conf_dir)
+    pid = os.getpid()
+    for name in ("dataplane", "infra"):
+        pool = conf.pool(name)
+        [cpuset] = pool.cpusets.values()
+        cpuset.tasks = [pid]
+        conf.write_tasks(name, cpuset)
+    problems = list(check.configuration_problems(conf))
+    assert any(f"pid {pid} also holds dataplane/" in p for p in problems), problems
+
+    shutil.rmtree(os.path.join(conf_dir, "pools", "infra"))
+    problems = list(check.configuration_problems(conf))
+    assert any("pool 'infra' is missing (the default pool" in p for p in problems), \
+        problems
