@@ -26,16 +26,14 @@ import sys
 from . import __version__, libtree, procfs
 from .daemon_json import DOCKER_RUNTIME, DockerConfig
 from .errors import ConfigError, UsageError
-from .libtree import SEARCH_PATH, find_python
+from .libtree import find_python
 from .pools import TEMPORARY, write_atomic
 from .pools import conf_dir as resolve_conf_dir
+from .runtime import HOOK_PATH, HOOK_TIMEOUT
 
 log = logging.getLogger(__name__)
 
-HOOK_PATH = SEARCH_PATH
 HOOK_ENV = [f"PATH={HOOK_PATH}"]
-# Above the 30 s default lock wait, so that a hook reports its own timeout.
-HOOK_TIMEOUT = 45
 HOOK_NAME, RUNTIME_NAME, RUNTIME_PY_NAME = "kcm-hook", "kcm-runc", "kcm-runc-py"
 INSTALL_FILE = "kcm-install.json"
 # Not D itself: Podman refuses a hooks directory holding other JSON files.

@@ -14,11 +14,12 @@ import shutil
 
 from . import __version__
 from .errors import ConfigError
+from .runtime import HOOK_PATH
 
 log = logging.getLogger(__name__)
 
 # The first python3 on this PATH is the one the #! line names.
-SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SEARCH_PATH = HOOK_PATH
 # The docker SDK and what it imports, and pyroute2; their compiled extensions
 # are left out (charset_normalizer falls back to its Python modules) and
 # certifi is replaced by CERTIFI_SHIM.

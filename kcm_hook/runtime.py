@@ -42,8 +42,8 @@ CREATE_VALUE_FLAGS = frozenset({"bundle", "b", "console-socket", "pid-file",
 # The hooks run with exactly the environment given here (runtime spec,
 # "POSIX-platform Hooks"), not Docker's: PATH is explicit, and these pass
 # through from the wrapper's environment when set, for troubleshooting.
-# PATH and the timeout are install's (HOOK_PATH, HOOK_TIMEOUT; a test keeps
-# them equal), repeated so that create does not import install (14 ms).
+# The PATH and timeout of every hook kcm installs, here because create must
+# not import install (14 ms); install and libtree take them from here.
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK_ENV_PASSED = ("KCM_LOG_LEVEL", "KCM_LOG_FILE", "KCM_LOCK_TIMEOUT")
 # Seconds before runc kills a hook: above the default lock wait (30 s), so
